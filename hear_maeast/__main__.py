@@ -1,0 +1,3 @@
+from hear_maeast.cli import main
+
+main()

@@ -1,0 +1,46 @@
+"""The `hear-maeast` command line: one click group whose subcommands live next to the code they drive.
+
+Subcommands are imported lazily (`module:attribute`), so `hear-maeast presets` does not import the
+training loop or heareval, and each subpackage owns its own commands.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from hear_maeast import __version__
+
+# name -> "module:attribute" of a click.Command
+SUBCOMMANDS = {
+    "presets": "hear_maeast.commands:presets",
+    "embed": "hear_maeast.commands:embed",
+    "pretrain": "pretrain.cli:pretrain",
+    "reconstruct": "pretrain.cli:reconstruct",
+    "tasks": "eval.cli:tasks",
+    "eval": "eval.cli:eval_cmd",
+    "table": "eval.cli:table",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(SUBCOMMANDS)
+
+    def get_command(self, ctx, name):
+        target = SUBCOMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="hear-maeast")
+def main():
+    """MSM-MAE and MAE-AST: pretrain, embed, and evaluate on HEAR."""
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Front ends: waveform [B, samples] at 16 kHz -> normalised spectrogram [B, n_mels, frames].
+
+Both use torchaudio; normalisation uses fixed statistics stored with the model, so an embedding never
+depends on what else is in the batch (the official MSM-MAE runtime normalises by batch statistics).
+"""
+
+from __future__ import annotations
+
+import torch
+import torchaudio
+from torch import nn
+
+from hear_maeast.config import ModelConfig
+
+SAMPLE_RATE = 16000
+HOP = 160  # 10 ms
+WIN = 400  # 25 ms
+
+
+class LogMel(nn.Module):
+    """MSM-MAE: |STFT|^2 (n_fft 400, hop 160, centred, reflect) -> 80 Slaney mels 50-8000 Hz -> log(x + eps)."""
+
+    def __init__(self, n_mels: int = 80):
+        super().__init__()
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=SAMPLE_RATE, n_fft=WIN, win_length=WIN, hop_length=HOP, f_min=50.0, f_max=8000.0,
+            n_mels=n_mels, power=2.0, center=True, pad_mode="reflect", mel_scale="slaney", norm="slaney",
+        )
+        self.eps = torch.finfo(torch.float32).eps
+
+    @staticmethod
+    def num_frames(num_samples: int) -> int:
+        return 1 + num_samples // HOP
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:  # [B, N] -> [B, F, T]
+        return (self.mel(wav) + self.eps).log()
+
+
+class KaldiFbank(nn.Module):
+    """MAE-AST: torchaudio.compliance.kaldi.fbank(use_energy=False, num_mel_bins=128), other arguments default."""
+
+    def __init__(self, n_mels: int = 128):
+        super().__init__()
+        self.n_mels = n_mels
+
+    @staticmethod
+    def num_frames(num_samples: int) -> int:
+        return 1 + (max(num_samples, WIN) - WIN) // HOP  # snip_edges=True; short clips are padded to one window
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:  # [B, N] -> [B, F, T]
+        if wav.shape[-1] < WIN:
+            wav = nn.functional.pad(wav, (0, WIN - wav.shape[-1]))
+        # kaldi.fbank takes one waveform at a time; it is the official function, so we loop over the batch
+        feats = [
+            torchaudio.compliance.kaldi.fbank(
+                w[None], sample_frequency=SAMPLE_RATE, use_energy=False, num_mel_bins=self.n_mels
+            )
+            for w in wav
+        ]
+        return torch.stack(feats).transpose(1, 2)  # [B, T, F] -> [B, F, T]
+
+
+class FrontEnd(nn.Module):
+    """Waveform -> features -> (x - mean) / std * scale, with the statistics as buffers saved in checkpoints."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.features = LogMel(cfg.n_mels) if cfg.frontend == "logmel" else KaldiFbank(cfg.n_mels)
+        self.register_buffer("norm_stats", torch.tensor([cfg.norm_mean, cfg.norm_std]))
+        self.scale = cfg.norm_scale
+
+    def num_frames(self, num_samples: int) -> int:
+        return self.features.num_frames(num_samples)
+
+    def set_norm_stats(self, mean: float, std: float) -> None:
+        if not (std > 0 and torch.isfinite(torch.tensor([mean, std])).all()):
+            raise ValueError(f"norm_stats must be [mean, std] with finite mean and std > 0, got {[mean, std]}")
+        self.norm_stats.copy_(torch.tensor([float(mean), float(std)]))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.norm_stats[0]) / self.norm_stats[1] * self.scale
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:  # [B, N] -> [B, F, T]
+        return self.normalize(self.features(wav))
