@@ -1,0 +1,37 @@
+"""Reading audio files: soundfile to decode (torchaudio >= 2.9 `load` needs torchcodec and FFmpeg),
+torchaudio to resample, channels averaged to mono."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio
+
+SAMPLE_RATE = 16000
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+
+
+def load_audio(path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """Decode `path` to float32 mono at `sample_rate`: [n_samples]. Raises ValueError naming the file."""
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # [N, C]
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        raise ValueError(f"{path}: cannot decode audio ({e})") from e
+    wav = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
+    if sr != sample_rate:
+        wav = torchaudio.functional.resample(wav, sr, sample_rate)
+    return wav
+
+
+def find_audio(root) -> list[Path]:
+    """Audio files under a folder (recursive, sorted) or listed in a text file (one path per line)."""
+    root = Path(root)
+    if root.is_dir():
+        return sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+    if root.is_file() and root.suffix.lower() in (".txt", ".lst", ".list"):
+        lines = [ln.strip() for ln in root.read_text().splitlines()]
+        return [(root.parent / ln) if not Path(ln).is_absolute() else Path(ln) for ln in lines if ln and not ln.startswith("#")]
+    raise ValueError(f"{root}: expected a folder of audio files or a text file listing them")
