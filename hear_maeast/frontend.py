@@ -28,11 +28,15 @@ class LogMel(nn.Module):
         )
         self.eps = torch.finfo(torch.float32).eps
 
-    @staticmethod
-    def num_frames(num_samples: int) -> int:
-        return 1 + num_samples // HOP
+    min_samples = WIN // 2 + 1  # reflect padding needs more samples than it pads; shorter clips get zeros
+
+    @classmethod
+    def num_frames(cls, num_samples: int) -> int:
+        return 1 + max(num_samples, cls.min_samples) // HOP
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:  # [B, N] -> [B, F, T]
+        if wav.shape[-1] < self.min_samples:
+            wav = nn.functional.pad(wav, (0, self.min_samples - wav.shape[-1]))
         return (self.mel(wav) + self.eps).log()
 
 
