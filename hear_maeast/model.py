@@ -250,7 +250,7 @@ class MaskedAutoencoder(nn.Module):
         x = self.decoder_embed(latent)  # [B, (1) + Nv, Dd]
         offset = 1 if self.cls_token is not None else 0
         b, dd = x.shape[0], x.shape[-1]
-        full = self.mask_token.expand(b, num_tokens, dd).clone()  # [B, N, Dd]
+        full = self.mask_token.to(x.dtype).expand(b, num_tokens, dd).clone()  # [B, N, Dd]; x is bf16/fp16 under autocast
         full.scatter_(1, keep[..., None].expand(-1, -1, dd), x[:, offset:])
         full = full + self.decoder_pos_embed[:, offset : offset + num_tokens]
         if offset:

@@ -1,0 +1,70 @@
+"""`hear-maeast pretrain` and `hear-maeast reconstruct` (also `python -m pretrain` / `torchrun -m pretrain`)."""
+
+from __future__ import annotations
+
+import click
+
+from hear_maeast.config import PRESETS
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("--preset", required=True, type=click.Choice(list(PRESETS)), help="Model preset (see `hear-maeast presets`).")
+@click.option("--data", required=True, help="Folder of wav/flac/ogg (searched recursively) or a text file with one path per line.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder: model.safetensors, train_state.pt, log.csv.")
+@click.option("--steps", type=click.IntRange(min=0), help="Total optimiser updates (0: write the initialised model with the data's stats).")
+@click.option("--epochs", type=click.FloatRange(min=0), help="Total passes over the data (instead of --steps).")
+@click.option("--batch-size", default=32, type=click.IntRange(min=1), help="Clips per process per micro-batch.")
+@click.option("--accum-steps", default=1, type=click.IntRange(min=1), help="Micro-batches per update (gradient accumulation).")
+@click.option("--seed", default=0, type=int)
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available).")
+@click.option("--precision", default="fp32", type=click.Choice(["fp32", "bf16", "fp16"]), help="Autocast dtype (fp16 uses a GradScaler).")
+@click.option("--num-workers", default=0, type=click.IntRange(min=0), help="Processes decoding audio (0: decode in the main process).")
+@click.option("--cache", default=None, type=click.Path(file_okay=False), help="Folder of .npy features, so later runs skip decoding.")
+@click.option("--lr", type=float, help="Peak learning rate [default: MSM-MAE 1.5e-4 x global batch / 128; MAE-AST 1e-4].")
+@click.option("--weight-decay", type=float, help="[default: MSM-MAE 0.05, not on biases/norms/tokens; MAE-AST 0.01]")
+@click.option("--clip-grad", type=float, help="Gradient norm clip, 0 = off [default: MSM-MAE off; MAE-AST 10].")
+@click.option("--schedule", type=click.Choice(["cosine", "poly", "constant"]), help="After warm-up [default: MSM-MAE cosine; MAE-AST poly].")
+@click.option("--warmup-steps", type=click.IntRange(min=0), help="Linear warm-up updates [default: 10% (MSM-MAE) / 8% (MAE-AST) of the total].")
+@click.option("--warmup-epochs", type=click.FloatRange(min=0), help="Warm-up in epochs (instead of --warmup-steps).")
+@click.option("--mask-ratio", type=click.FloatRange(0, 1, max_open=True), help="[default: the preset's, 0.75]")
+@click.option("--mask-kind", type=click.Choice(["random", "chunk"]), help="[default: the preset's]")
+@click.option("--objective", type=click.Choice(["mse", "joint", "generative", "discriminative"]), help="[default: the preset's]")
+@click.option("--norm-pix-loss/--no-norm-pix-loss", default=None, help="Per-patch normalised MSE targets [default: the preset's].")
+@click.option("--save-every", default=1000, type=click.IntRange(min=1), help="Write model and training state every N updates (and at the end).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its last checkpoint left off.")
+@click.option("--dump-rank-params", is_flag=True, hidden=True)
+def pretrain(**kwargs):
+    """Pretrain a preset on a folder or list of audio files; the result loads with hear_maeast.load_model.
+
+    Never pretrain on audio from a task you will evaluate on (e.g. a HEAR task's clips): the scores would be
+    inflated. Runs on CPU, one GPU, or many under `torchrun --nproc-per-node N -m pretrain ...` (same flags).
+    """
+    from pretrain.train import TrainConfig, train
+
+    if (kwargs["steps"] is None) == (kwargs["epochs"] is None):
+        raise click.UsageError("give exactly one of --steps N or --epochs N")
+    if kwargs["warmup_steps"] is not None and kwargs["warmup_epochs"] is not None:
+        raise click.UsageError("give at most one of --warmup-steps and --warmup-epochs")
+    train(TrainConfig(**kwargs))
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.argument("clip", type=click.Path(exists=True, dir_okay=False))
+@click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False), help="A hear_maeast .safetensors checkpoint.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG: input, masked input, reconstruction.")
+@click.option("--wav", type=click.Path(dir_okay=False), help="Also render the reconstruction to audio (Griffin-Lim; see below).")
+@click.option("--mask-ratio", type=click.FloatRange(0, 1, max_open=True), help="[default: the model's]")
+@click.option("--mask-kind", type=click.Choice(["random", "chunk"]), help="[default: the model's]")
+@click.option("--start", default=0.0, type=float, help="Seconds into the clip where the model's input window starts.")
+@click.option("--seed", default=0, type=int)
+def reconstruct(**kwargs):
+    """The papers' qualitative view of one clip: input, masked input and the model's reconstruction, as one PNG.
+
+    --wav inverts the reconstructed (normalised) spectrogram: undo the normalisation and the log, invert the mel
+    filterbank (torchaudio InverseMelScale), then Griffin-Lim phase. For log-mel (MSM-MAE) front ends this is the
+    front end's own filterbank. Kaldi fbank (MAE-AST) is approximated: HTK mel triangles on a 512-point FFT,
+    20 Hz - 8 kHz, then de-emphasis; Kaldi's exact windowing and its mel-domain triangles are not inverted.
+    """
+    from pretrain.reconstruct import reconstruct as run
+
+    run(**kwargs)

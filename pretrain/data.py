@@ -1,0 +1,146 @@
+"""Pretraining data: audio files -> front-end features, decoded once -> random crops of the model's input length.
+
+Every file is decoded once (soundfile, mixed to mono, resampled to 16 kHz) and turned into the model's own
+front-end features (`model.frontend.features`, un-normalised), kept in memory or in a `--cache DIR` of .npy
+arrays, so epochs after the first do no audio decoding. Unreadable files are skipped, counted and reported.
+Batches are drawn statelessly from (seed, rank, step): resuming at step s sees exactly the crops it would have seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+SAMPLE_RATE = 16000
+
+
+def list_audio(data: str | Path) -> list[Path]:
+    """A folder (searched recursively) or a text file listing one audio path per line (relative to the list)."""
+    data = Path(data)
+    if data.is_dir():
+        files = sorted(p for p in data.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+    elif data.is_file():
+        lines = [ln.strip() for ln in data.read_text().splitlines()]
+        files = [(data.parent / ln) if not Path(ln).is_absolute() else Path(ln) for ln in lines if ln and not ln.startswith("#")]
+    else:
+        raise FileNotFoundError(f"--data {data}: no such folder or list file")
+    if not files:
+        raise ValueError(f"--data {data}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found")
+    return files
+
+
+def load_audio(path: Path) -> torch.Tensor:
+    """Decode with soundfile, mix to mono, resample to 16 kHz: -> [samples] float32."""
+    import soundfile as sf
+    import torchaudio
+
+    wav, sr = sf.read(str(path), dtype="float32", always_2d=True)  # [samples, channels]
+    if wav.shape[0] == 0:
+        raise ValueError("no samples")
+    wav = torch.from_numpy(wav.mean(axis=1))
+    if sr != SAMPLE_RATE:
+        wav = torchaudio.functional.resample(wav, sr, SAMPLE_RATE)
+    if not torch.isfinite(wav).all():
+        raise ValueError("non-finite samples")
+    return wav
+
+
+def _cache_path(cache: Path, path: Path, kind: str) -> Path:
+    st = path.stat()
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{kind}"
+    return cache / f"{hashlib.sha1(key.encode()).hexdigest()}.npy"
+
+
+_FEATURES = None  # per worker process: the front end's feature module
+
+
+def _init_worker(features) -> None:
+    global _FEATURES
+    torch.set_num_threads(1)
+    _FEATURES = features
+
+
+def _decode(args) -> np.ndarray | str:
+    """One file -> features [F, T] float32 (from the cache when present), or an error message."""
+    path, cache, kind = args
+    try:
+        target = _cache_path(cache, path, kind) if cache else None
+        if target is not None and target.exists():
+            return np.load(target, mmap_mode="r")
+        with torch.no_grad():
+            feats = _FEATURES(load_audio(path)[None])[0].numpy()  # [F, T]
+        if target is not None:
+            tmp = target.with_suffix(f".{os.getpid()}.tmp.npy")
+            np.save(tmp, feats)
+            os.replace(tmp, target)
+        return feats
+    except Exception as e:  # noqa: BLE001 - any unreadable file is skipped and reported, never fatal
+        return f"{type(e).__name__}: {e}".strip()
+
+
+@dataclass
+class Corpus:
+    """Decoded features of one rank's share of the files."""
+
+    features: list[np.ndarray]  # each [F, T]
+    files: list[Path]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def stats(self, max_clips: int = 1000) -> torch.Tensor:
+        """[count, sum, sum of squares] (float64) over every value of up to max_clips clips."""
+        s = torch.zeros(3, dtype=torch.float64)
+        for f in self.features[:: max(1, len(self.features) // max_clips)][:max_clips]:
+            x = torch.from_numpy(np.asarray(f, dtype=np.float64))
+            s += torch.stack([torch.tensor(float(x.numel()), dtype=torch.float64), x.sum(), (x * x).sum()])
+        return s
+
+
+def decode_all(files: list[Path], features, cache: str | None, kind: str, workers: int = 0, progress=None) -> Corpus:
+    """Decode `files` with the front end's `features` module, in `workers` processes (0 = here)."""
+    cache_dir = Path(cache) if cache else None
+    if cache_dir:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(p, cache_dir, kind) for p in files]
+    if workers > 0:
+        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(features,)) as pool:
+            results = list(progress(pool.map(_decode, jobs, chunksize=8), total=len(jobs)) if progress else pool.map(_decode, jobs))
+    else:
+        _init_worker(features)
+        results = [_decode(j) for j in (progress(jobs) if progress else jobs)]
+    corpus = Corpus([], [])
+    for path, r in zip(files, results):
+        if isinstance(r, str):
+            corpus.skipped.append((path, r))
+        else:
+            corpus.features.append(r)
+            corpus.files.append(path)
+    return corpus
+
+
+def crop_batch(corpus: Corpus, index: torch.Tensor, frames: int, g: torch.Generator) -> torch.Tensor:
+    """Random crops of `frames` frames (shorter clips padded with NaN, to become the normalised mean 0) -> [B, F, T]."""
+    out = []
+    for i in index.tolist():
+        x = corpus.features[i]  # [F, T_clip]
+        t = x.shape[1]
+        start = int(torch.randint(0, t - frames + 1, (1,), generator=g)) if t > frames else 0
+        crop = torch.from_numpy(np.array(x[:, start : start + frames], dtype=np.float32))
+        if crop.shape[1] < frames:
+            crop = torch.nn.functional.pad(crop, (0, frames - crop.shape[1]), value=float("nan"))
+        out.append(crop)
+    return torch.stack(out)
+
+
+def batch_indices(n: int, batch: int, step: int, steps_per_epoch: int, seed: int, rank: int) -> torch.Tensor:
+    """The clips of one batch: epoch e is a seeded permutation of this rank's clips, cycled if it is short."""
+    epoch, i = divmod(step, steps_per_epoch)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch * 7919 + rank))
+    pos = torch.arange(i * batch, (i + 1) * batch) % n
+    return perm[pos]
