@@ -62,8 +62,9 @@ def reconstruct(**kwargs):
 
     --wav inverts the reconstructed (normalised) spectrogram: undo the normalisation and the log, invert the mel
     filterbank (torchaudio InverseMelScale), then Griffin-Lim phase. For log-mel (MSM-MAE) front ends this is the
-    front end's own filterbank. Kaldi fbank (MAE-AST) is approximated: HTK mel triangles on a 512-point FFT,
-    20 Hz - 8 kHz, then de-emphasis; Kaldi's exact windowing and its mel-domain triangles are not inverted.
+    front end's own filterbank. Kaldi fbank (MAE-AST) is approximated: Kaldi's mel banks (512-point FFT, 20 Hz -
+    8 kHz) are inverted and pre-emphasis undone, but Griffin-Lim assumes a Hann window and centred frames
+    (Kaldi: povey window, snipped edges), so expect a rougher sound.
     """
     from pretrain.reconstruct import reconstruct as run
 

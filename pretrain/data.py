@@ -1,6 +1,6 @@
 """Pretraining data: audio files -> front-end features, decoded once -> random crops of the model's input length.
 
-Every file is decoded once (soundfile, mixed to mono, resampled to 16 kHz) and turned into the model's own
+Every file is decoded once (hear_maeast.audio: soundfile, mixed to mono, resampled to 16 kHz) and turned into the model's own
 front-end features (`model.frontend.features`, un-normalised), kept in memory or in a `--cache DIR` of .npy
 arrays, so epochs after the first do no audio decoding. Unreadable files are skipped, counted and reported.
 Batches are drawn statelessly from (seed, rank, step): resuming at step s sees exactly the crops it would have seen.
@@ -17,39 +17,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
-SAMPLE_RATE = 16000
+from hear_maeast.audio import AUDIO_EXTENSIONS, find_audio, load_audio
 
 
 def list_audio(data: str | Path) -> list[Path]:
     """A folder (searched recursively) or a text file listing one audio path per line (relative to the list)."""
-    data = Path(data)
-    if data.is_dir():
-        files = sorted(p for p in data.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
-    elif data.is_file():
-        lines = [ln.strip() for ln in data.read_text().splitlines()]
-        files = [(data.parent / ln) if not Path(ln).is_absolute() else Path(ln) for ln in lines if ln and not ln.startswith("#")]
-    else:
+    if not Path(data).exists():
         raise FileNotFoundError(f"--data {data}: no such folder or list file")
+    files = find_audio(data)
     if not files:
         raise ValueError(f"--data {data}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found")
     return files
-
-
-def load_audio(path: Path) -> torch.Tensor:
-    """Decode with soundfile, mix to mono, resample to 16 kHz: -> [samples] float32."""
-    import soundfile as sf
-    import torchaudio
-
-    wav, sr = sf.read(str(path), dtype="float32", always_2d=True)  # [samples, channels]
-    if wav.shape[0] == 0:
-        raise ValueError("no samples")
-    wav = torch.from_numpy(wav.mean(axis=1))
-    if sr != SAMPLE_RATE:
-        wav = torchaudio.functional.resample(wav, sr, SAMPLE_RATE)
-    if not torch.isfinite(wav).all():
-        raise ValueError("non-finite samples")
-    return wav
 
 
 def _cache_path(cache: Path, path: Path, kind: str) -> Path:
@@ -75,7 +53,10 @@ def _decode(args) -> np.ndarray | str:
         if target is not None and target.exists():
             return np.load(target, mmap_mode="r")
         with torch.no_grad():
-            feats = _FEATURES(load_audio(path)[None])[0].numpy()  # [F, T]
+            wav = load_audio(path)  # [samples] at 16 kHz
+            if wav.numel() == 0 or not torch.isfinite(wav).all():
+                raise ValueError("empty audio or non-finite samples")
+            feats = _FEATURES(wav[None])[0].numpy()  # [F, T]
         if target is not None:
             tmp = target.with_suffix(f".{os.getpid()}.tmp.npy")
             np.save(tmp, feats)
