@@ -1,0 +1,165 @@
+"""`hear-maeast pretrain` end to end on real audio (../shared/data): learning, checkpoints, corrupt files,
+SIGKILL + --resume, two-process DDP, and `hear-maeast reconstruct`."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+import hear_maeast
+from hear_maeast.cli import main
+
+FAMILIES = ("msm-mae-micro", "mae-ast-patch-micro", "mae-ast-frame-micro")
+BIN = Path(sys.executable).parent
+
+
+def cli(*args: str) -> None:
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+
+def losses(run: Path) -> list[float]:
+    return [float(row["loss"]) for row in csv.DictReader(open(run / "log.csv"))]
+
+
+def env1() -> dict:
+    """Subprocesses share 2 cores with everything else: one thread each, and bitwise-repeatable arithmetic."""
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+
+
+def pretrain_cmd(data, out, *extra) -> list[str]:
+    return [str(BIN / "hear-maeast"), "pretrain", "--preset", "msm-mae-micro", "--data", str(data), "--out", str(out),
+            "--batch-size", "4", "--device", "cpu", "--seed", "1", *map(str, extra)]
+
+
+@pytest.fixture(scope="module")
+def trained(digit_wavs, tmp_path_factory) -> dict[str, Path]:
+    """30 steps of each family's micro preset on the real spoken digits, through the command line."""
+    runs = {}
+    for preset in FAMILIES:
+        out = tmp_path_factory.mktemp(preset)
+        cli("pretrain", "--preset", preset, "--data", digit_wavs[0].parent, "--out", out, "--steps", 30,
+            "--batch-size", 8, "--device", "cpu", "--lr", 2e-3, "--warmup-steps", 3, "--schedule", "constant")
+        runs[preset] = out
+    return runs
+
+
+@pytest.mark.parametrize("preset", FAMILIES)
+def test_loss_decreases(trained, preset):
+    loss = losses(trained[preset])
+    assert len(loss) == 30
+    assert sum(loss[-5:]) / 5 < 0.8 * sum(loss[:5]) / 5, loss
+
+
+@pytest.mark.parametrize("preset", FAMILIES)
+def test_checkpoint_loads_as_a_hear_module(trained, preset, real_clip):
+    model = hear_maeast.load_model(str(trained[preset] / "model.safetensors"))
+    assert model.cfg.name == preset
+    prov = model.provenance
+    assert prov["steps"] == 30 and prov["clips"] == 100 and prov["version"] == hear_maeast.__version__
+    assert "pretrain" in prov["command"] and prov["git_commit"]
+    mean, std = model.frontend.norm_stats.tolist()
+    assert std > 0 and (mean, std) != (model.cfg.norm_mean, model.cfg.norm_std)  # stats from the data
+    emb = hear_maeast.get_scene_embeddings(real_clip[None], model)
+    assert emb.shape == (1, model.scene_embedding_size) and torch.isfinite(emb).all()
+
+
+def test_steps_0_writes_the_initialised_model_with_the_data_stats(digit_wavs, tmp_path):
+    cli("pretrain", "--preset", "msm-mae-micro", "--data", digit_wavs[0].parent, "--out", tmp_path, "--steps", 0, "--device", "cpu")
+    model = hear_maeast.load_model(str(tmp_path / "model.safetensors"))
+    assert model.provenance["steps"] == 0
+    assert model.frontend.norm_stats[0].item() != pytest.approx(model.cfg.norm_mean)
+
+
+def test_resume_without_state_is_a_clear_error(digit_wavs, tmp_path):
+    result = CliRunner().invoke(main, ["pretrain", "--preset", "msm-mae-micro", "--data", str(digit_wavs[0].parent),
+                                       "--out", str(tmp_path), "--steps", "3", "--resume"])
+    assert result.exit_code != 0 and "no training state" in str(result.exception)
+
+
+def test_corrupt_files_are_skipped_and_reported(digit_wavs, tmp_path):
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    for w in digit_wavs[:6]:
+        (data / "sub" / w.name).write_bytes(w.read_bytes())
+    (data / "corrupt.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEnot really a wav file")
+    (data / "empty.flac").write_bytes(b"")
+    p = subprocess.run(pretrain_cmd(data, tmp_path / "run", "--steps", 2), capture_output=True, text=True, env=env1(), timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "corrupt.wav" in p.stderr and "empty.flac" in p.stderr
+    assert "6 clips decoded, 2 unreadable file(s) skipped" in p.stderr
+    assert hear_maeast.load_model(str(tmp_path / "run" / "model.safetensors")).provenance["skipped"] == 2
+
+
+def test_sigkill_then_resume_continues_exactly(digit_wavs, tmp_path):
+    data, killed, ref = digit_wavs[0].parent, tmp_path / "killed", tmp_path / "reference"
+    steady = ["--schedule", "constant", "--warmup-steps", 0, "--save-every", 5]  # lr independent of the total
+    proc = subprocess.Popen(pretrain_cmd(data, killed, "--steps", 100_000, *steady), env=env1(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (killed / "train_state.pt").exists():
+            assert proc.poll() is None and time.time() < deadline, "training exited or never checkpointed"
+            time.sleep(0.05)
+        time.sleep(0.3)  # let it run on, likely into another checkpoint write
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    # what the kill left behind loads (atomic writes); a half-written temporary is never under the real name
+    state = torch.load(killed / "train_state.pt", weights_only=True)
+    model = hear_maeast.load_model(str(killed / "model.safetensors"))
+    step = state["step"]
+    assert step % 5 == 0 and 0 < model.provenance["steps"] <= step
+    assert {p.name for p in killed.iterdir() if not p.name.startswith(".")} == {"train_state.pt", "model.safetensors", "log.csv"}
+
+    total = step + 5
+    for out, extra in ((killed, ["--resume"]), (ref, [])):
+        p = subprocess.run(pretrain_cmd(data, out, "--steps", total, *steady, *extra), capture_output=True, text=True, env=env1(), timeout=180)
+        assert p.returncode == 0, p.stderr
+        assert (f"resumed {killed} at step {step}" in p.stderr) == (out == killed)
+    a, b = (torch.load(r / "train_state.pt", weights_only=True) for r in (killed, ref))
+    assert a["step"] == b["step"] == total
+    for k in b["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0, msg=k)
+    for i, s in b["optimizer"]["state"].items():
+        for k, v in s.items():
+            torch.testing.assert_close(a["optimizer"]["state"][i][k], v, rtol=0, atol=0)
+    assert not list(killed.glob(".*.tmp"))  # the resumed run cleared temporaries of the killed write
+    assert [int(r["step"]) for r in csv.DictReader(open(killed / "log.csv"))][-1] == total
+
+
+def test_two_process_ddp_on_cpu_keeps_ranks_identical(digit_wavs, tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [str(BIN / "torchrun"), "--nproc-per-node", "2", "-m", "pretrain", "--preset", "msm-mae-micro",
+           "--data", str(digit_wavs[0].parent), "--out", str(run), "--steps", "4", "--batch-size", "4",
+           "--device", "cpu", "--dump-rank-params"]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env1(), timeout=240, cwd=Path(__file__).parents[1])
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "x 2" in p.stderr  # "... on cpu x 2": two processes
+    r0, r1 = load_file(run / "rank0.safetensors"), load_file(run / "rank1.safetensors")
+    for k in r0:
+        assert torch.equal(r0[k], r1[k]), k
+    assert hear_maeast.load_model(str(run / "model.safetensors")).provenance["world_size"] == 2
+    assert len(losses(run)) == 4  # rank 0 alone writes the log
+
+
+@pytest.mark.parametrize("preset", ["msm-mae-micro", "mae-ast-patch-micro"])
+def test_reconstruct_writes_a_png_and_audio(trained, preset, digit_wavs, tmp_path):
+    png, wav = tmp_path / "recon.png", tmp_path / "recon.wav"
+    cli("reconstruct", digit_wavs[3], "--model", trained[preset] / "model.safetensors", "-o", png, "--wav", wav, "--seed", 2)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import soundfile as sf
+
+    audio, sr = sf.read(wav)
+    assert sr == 16000 and len(audio) > 4000 and abs(audio).max() > 0.1
