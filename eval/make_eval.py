@@ -1,0 +1,90 @@
+"""The main job behind `make eval`: tasks, validator, both heareval stages, and the leaderboard table.
+
+    python -m eval.make_eval --work work --shared ../shared/data
+
+1. WORK/tasks: the built-in generated suite; with the shared data folder also the real spoken digit task
+   (the official 44.1 kHz small archive resampled to 16 kHz) and Speech Commands built from the raw
+   v0.02 subset (`speech_commands-v0.0.2-small`: a subset, so not named like the full task).
+2. `hear-validator hear_maeast` on the default weights.
+3. `hear-maeast eval --tasks-dir WORK/tasks --grid fast --out WORK/results`.
+4. `hear-maeast table WORK/results` -> WORK/leaderboard.md, .csv, .png, and the table printed.
+
+Every step keeps what earlier runs finished, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+SPOKEN_DIGIT = "hear-2021.0.6-spoken_digit-1.0.9-small-44100.tar.gz"
+SPEECH_COMMANDS = "speech_commands_v0.02-small.zip"
+
+
+def _step(msg: str) -> None:
+    print(f"\n== {msg}", flush=True)
+
+
+def _bin(name: str) -> str:
+    """A console script of this environment (next to its python), else from PATH."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def _run(cmd: list[str]) -> int:
+    print("$ " + " ".join(cmd), flush=True)
+    return subprocess.run(cmd).returncode
+
+
+@click.command()
+@click.option("--work", default="work", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--shared", default="../shared/data", show_default=True, type=click.Path(path_type=Path),
+              help="Folder with the small real HEAR data; skipped when absent.")
+@click.option("--module", default="hear_maeast", show_default=True)
+@click.option("--model", "model_path", default="", help="Checkpoint; the module's default weights when empty.")
+@click.option("--grid", default="fast", show_default=True)
+def main(work: Path, shared: Path, module: str, model_path: str, grid: str):
+    from eval import synth
+    from eval.resample import resample_tree
+    from eval.speech_commands import build
+
+    start = time.time()
+    tasks_dir, results = work / "tasks", work / "results"
+    _step(f"tasks in {tasks_dir}")
+    for folder in synth.write_suite(tasks_dir):
+        print(folder)
+    if (shared / SPOKEN_DIGIT).is_file():
+        for folder in resample_tree(shared / SPOKEN_DIGIT, tasks_dir, 16000):
+            print(folder)
+    else:
+        print(f"{shared / SPOKEN_DIGIT} not found: real spoken digit task skipped")
+    if (shared / SPEECH_COMMANDS).is_file():
+        print(build(shared / SPEECH_COMMANDS, tasks_dir, mode="small"))
+    else:
+        print(f"{shared / SPEECH_COMMANDS} not found: real speech commands task skipped")
+
+    _step(f"hear-validator {module}")
+    validator = [_bin("hear-validator"), module] + (["-m", model_path] if model_path else [])
+    validator_rc = _run(validator)
+
+    _step(f"hear-maeast eval (--grid {grid})")
+    eval_cmd = [sys.executable, "-m", "hear_maeast.cli", "eval", "--tasks-dir", str(tasks_dir), "--module", module,
+                "--grid", grid, "--out", str(results)] + (["--model", model_path] if model_path else [])
+    eval_rc = _run(eval_cmd)
+
+    _step("leaderboard")
+    table_rc = _run([sys.executable, "-m", "hear_maeast.cli", "table", str(results), "-o", str(work / "leaderboard.md"),
+                     "--csv", str(work / "leaderboard.csv"), "--plot", str(work / "leaderboard.png")])
+    print(f"\nwrote {work / 'leaderboard.md'}, .csv, .png in {time.time() - start:.0f} s")
+    for what, rc in (("hear-validator", validator_rc), ("eval", eval_rc), ("table", table_rc)):
+        if rc:
+            print(f"{what} failed (exit {rc})", file=sys.stderr)
+    sys.exit(1 if validator_rc or eval_rc or table_rc else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""`hear-maeast tasks resample`: a HEAR task tree at another sample rate.
+
+The official HEAR 2021 archives on Zenodo hold 48 kHz audio only (the small open tasks 44.1 kHz); a 16 kHz
+model reads only `<task>/16000/<split>/`. This writes that folder, copying the metadata and label files, with
+torchaudio's band-limited sinc resampler. Every clip of n samples at rate r becomes round(n * sr / r) samples,
+so clips of equal length within a split stay equal. Finished files are kept on a re-run (writes are atomic).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+from eval.taskdir import (
+    LABEL_VOCABULARY,
+    METADATA,
+    TaskError,
+    archive_stem,
+    check_task,
+    find_tasks,
+    is_archive,
+    locate_tasks_root,
+    safe_extract,
+    sample_rates,
+    task_splits,
+)
+
+
+DONE = ".resample-done"
+
+
+def resample_audio(audio: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
+    """[n] or [n, channels] float audio -> round(n * new_sr / orig_sr) samples, same layout."""
+    import torch
+    import torchaudio.functional as AF
+
+    n_out = int(round(len(audio) * new_sr / orig_sr))
+    x = torch.from_numpy(np.ascontiguousarray(audio.T if audio.ndim == 2 else audio, dtype=np.float32))
+    y = AF.resample(x, orig_sr, new_sr).numpy()  # [..., ceil(n * new / orig)]
+    if y.shape[-1] < n_out:
+        y = np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, n_out - y.shape[-1])])
+    y = y[..., :n_out]
+    return y.T if audio.ndim == 2 else y
+
+
+def _write_atomic(path: Path, audio: np.ndarray, sr: int, subtype: str) -> None:
+    tmp = path.with_name(path.name + ".part.wav")
+    if subtype.startswith("PCM"):
+        audio = np.clip(audio, -1.0, 1.0)
+    sf.write(tmp, audio, sr, subtype=subtype)
+    tmp.replace(path)
+
+
+def resample_task(task_dir: Path, out_task_dir: Path, sr: int, progress: bool = True) -> Path:
+    """One task folder -> `out_task_dir` with audio at `sr` (from the highest rate the task has)."""
+    task_dir, out_task_dir = Path(task_dir), Path(out_task_dir)
+    metadata = check_task(task_dir)
+    rates = sample_rates(task_dir)
+    if not rates:
+        raise TaskError(f"{task_dir} has no audio folder (<sample_rate>/<split>/*.wav); nothing to resample")
+    src_sr = sr if sr in rates else max(rates)  # downsample from the best copy there is
+    splits = task_splits(metadata)
+    out_task_dir.mkdir(parents=True, exist_ok=True)
+    for name in (METADATA, LABEL_VOCABULARY, *(f"{s}.json" for s in splits)):
+        shutil.copy2(task_dir / name, out_task_dir / name)
+
+    jobs = []
+    for split in splits:
+        src_dir = task_dir / str(src_sr) / split
+        if not src_dir.is_dir():
+            raise TaskError(f"{task_dir} has no audio folder {src_sr}/{split}/ (its metadata lists split {split!r})")
+        dst_dir = out_task_dir / str(sr) / split
+        dst_dir.mkdir(parents=True, exist_ok=True)
+        jobs += [(f, dst_dir / f.name) for f in sorted(src_dir.glob("*.wav")) if not (dst_dir / f.name).exists()]
+    for src, dst in tqdm(jobs, desc=f"{task_dir.name} {src_sr}->{sr} Hz", disable=not progress or not jobs, unit="clip"):
+        info = sf.info(src)
+        audio, file_sr = sf.read(src, dtype="float32", always_2d=False)
+        if src_sr != sr:
+            audio = resample_audio(audio, file_sr, sr)
+        _write_atomic(dst, audio, sr, info.subtype)
+    (out_task_dir / DONE).write_text(f"{task_dir.name} {src_sr} -> {sr}\n")
+    return out_task_dir
+
+
+def _archive_task_names(archive: Path) -> list[str]:
+    """Names of the task folders inside an archive (the parents of its task_metadata.json members)."""
+    import tarfile
+    import zipfile
+
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            names = zf.namelist()
+    else:
+        with tarfile.open(archive) as tf:
+            names = tf.getnames()
+    return sorted({Path(n).parent.name for n in names if Path(n).name == METADATA})
+
+
+def resample_tree(src: Path, dst_root: Path, sr: int, progress: bool = True) -> list[Path]:
+    """A task folder, tasks root, or archive of either -> DST_ROOT/<task>/ at `sr`. Returns the task folders written."""
+    src, dst_root = Path(src), Path(dst_root)
+    if not src.exists():
+        raise TaskError(f"{src} does not exist")
+    dst_root.mkdir(parents=True, exist_ok=True)
+    if is_archive(src):
+        names = _archive_task_names(src)
+        if names and all((dst_root / n / DONE).is_file() and (dst_root / n / str(sr)).is_dir() for n in names):
+            return [dst_root / n for n in names]  # done before: no need to extract again
+        with tempfile.TemporaryDirectory(prefix=f".extract-{archive_stem(src)}-", dir=dst_root) as tmp:
+            root = locate_tasks_root(safe_extract(src, Path(tmp)))
+            return resample_tree(root, dst_root, sr, progress)
+    tasks = find_tasks(src)
+    for task in tasks:
+        check_task(task)
+    return [resample_task(t, dst_root / t.name, sr, progress) for t in tasks]
