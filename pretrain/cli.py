@@ -17,7 +17,7 @@ from hear_maeast.config import PRESETS
 @click.option("--accum-steps", default=1, type=click.IntRange(min=1), help="Micro-batches per update (gradient accumulation).")
 @click.option("--seed", default=0, type=int)
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available).")
-@click.option("--precision", default="fp32", type=click.Choice(["fp32", "bf16", "fp16"]), help="Autocast dtype (fp16 uses a GradScaler).")
+@click.option("--precision", default="fp32", type=click.Choice(["fp32", "bf16", "fp16"]), help="Autocast dtype (fp16 uses a GradScaler; on CPU use fp32 or bf16, fp16 is ~20x slower there).")
 @click.option("--num-workers", default=0, type=click.IntRange(min=0), help="Processes decoding audio (0: decode in the main process).")
 @click.option("--cache", default=None, type=click.Path(file_okay=False), help="Folder of .npy features, so later runs skip decoding.")
 @click.option("--lr", type=float, help="Peak learning rate [default: MSM-MAE 1.5e-4 x global batch / 128; MAE-AST 1e-4].")

@@ -134,6 +134,11 @@ def all_sum(x: torch.Tensor, world: int) -> torch.Tensor:
     return x
 
 
+def write_csv(path, rows) -> None:
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+
+
 def train(tc: TrainConfig) -> Path:
     rank, world, device = setup_distributed(tc.device)
     run = Path(tc.out)
@@ -220,6 +225,10 @@ def train(tc: TrainConfig) -> Path:
         atomic_write(run / STATE_FILE, lambda tmp: torch.save(state, tmp))  # state first: the model never runs ahead of it
         save_checkpoint(model, run / MODEL_FILE, dict(provenance, steps=step, epochs=round(step / steps_per_epoch, 3)))
 
+    if rank == 0 and tc.resume and (run / LOG_FILE).exists():  # drop rows logged after the checkpoint we resume from
+        rows = list(csv.reader(open(run / LOG_FILE, newline="")))
+        rows = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= step]
+        atomic_write(run / LOG_FILE, lambda tmp: write_csv(tmp, rows))
     log_file = open(run / LOG_FILE, "a", newline="") if rank == 0 else None
     log = csv.writer(log_file) if log_file else None
     if log and log_file.tell() == 0:

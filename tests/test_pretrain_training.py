@@ -1,5 +1,9 @@
 """`hear-maeast pretrain` end to end on real audio (../shared/data): learning, checkpoints, corrupt files,
-SIGKILL + --resume, two-process DDP, and `hear-maeast reconstruct`."""
+SIGKILL + --resume, two-process DDP, and `hear-maeast reconstruct`.
+
+The audio is the Speech Commands subset: the spoken digit wavs in ../shared/data peak at 2-3 LSB of 16-bit PCM
+(near silence), which a masked autoencoder reconstructs trivially.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -17,10 +22,28 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 import hear_maeast
+from hear_maeast.audio import load_audio
 from hear_maeast.cli import main
 
 FAMILIES = ("msm-mae-micro", "mae-ast-patch-micro", "mae-ast-frame-micro")
 BIN = Path(sys.executable).parent
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory) -> Path:
+    """A folder of real speech (Speech Commands v0.02 subset: 72 one-second words + 6 minute-long noises)."""
+    archive = SHARED / "speech_commands_v0.02-small.zip"
+    if not archive.is_file():
+        pytest.skip(f"real audio not available: {archive} is absent (see ../shared/data/README.md)")
+    out = tmp_path_factory.mktemp("speech")
+    with zipfile.ZipFile(archive) as z:
+        z.extractall(out, [n for n in z.namelist() if n.endswith(".wav")])
+    return out
+
+
+def wavs(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.wav"))
 
 
 def cli(*args: str) -> None:
@@ -43,12 +66,12 @@ def pretrain_cmd(data, out, *extra) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def trained(digit_wavs, tmp_path_factory) -> dict[str, Path]:
-    """30 steps of each family's micro preset on the real spoken digits, through the command line."""
+def trained(speech, tmp_path_factory) -> dict[str, Path]:
+    """30 steps of each family's micro preset on real speech, through the command line."""
     runs = {}
     for preset in FAMILIES:
         out = tmp_path_factory.mktemp(preset)
-        cli("pretrain", "--preset", preset, "--data", digit_wavs[0].parent, "--out", out, "--steps", 30,
+        cli("pretrain", "--preset", preset, "--data", speech, "--out", out, "--steps", 30,
             "--batch-size", 8, "--device", "cpu", "--lr", 2e-3, "--warmup-steps", 3, "--schedule", "constant")
         runs[preset] = out
     return runs
@@ -62,35 +85,35 @@ def test_loss_decreases(trained, preset):
 
 
 @pytest.mark.parametrize("preset", FAMILIES)
-def test_checkpoint_loads_as_a_hear_module(trained, preset, real_clip):
+def test_checkpoint_loads_as_a_hear_module(trained, preset, speech):
     model = hear_maeast.load_model(str(trained[preset] / "model.safetensors"))
     assert model.cfg.name == preset
     prov = model.provenance
-    assert prov["steps"] == 30 and prov["clips"] == 100 and prov["version"] == hear_maeast.__version__
+    assert prov["steps"] == 30 and prov["clips"] == len(wavs(speech)) and prov["version"] == hear_maeast.__version__
     assert "pretrain" in prov["command"] and prov["git_commit"]
     mean, std = model.frontend.norm_stats.tolist()
     assert std > 0 and (mean, std) != (model.cfg.norm_mean, model.cfg.norm_std)  # stats from the data
-    emb = hear_maeast.get_scene_embeddings(real_clip[None], model)
+    emb = hear_maeast.get_scene_embeddings(load_audio(wavs(speech)[0])[None], model)
     assert emb.shape == (1, model.scene_embedding_size) and torch.isfinite(emb).all()
 
 
-def test_steps_0_writes_the_initialised_model_with_the_data_stats(digit_wavs, tmp_path):
-    cli("pretrain", "--preset", "msm-mae-micro", "--data", digit_wavs[0].parent, "--out", tmp_path, "--steps", 0, "--device", "cpu")
+def test_steps_0_writes_the_initialised_model_with_the_data_stats(speech, tmp_path):
+    cli("pretrain", "--preset", "msm-mae-micro", "--data", speech, "--out", tmp_path, "--steps", 0, "--device", "cpu")
     model = hear_maeast.load_model(str(tmp_path / "model.safetensors"))
     assert model.provenance["steps"] == 0
     assert model.frontend.norm_stats[0].item() != pytest.approx(model.cfg.norm_mean)
 
 
-def test_resume_without_state_is_a_clear_error(digit_wavs, tmp_path):
-    result = CliRunner().invoke(main, ["pretrain", "--preset", "msm-mae-micro", "--data", str(digit_wavs[0].parent),
+def test_resume_without_state_is_a_clear_error(speech, tmp_path):
+    result = CliRunner().invoke(main, ["pretrain", "--preset", "msm-mae-micro", "--data", str(speech),
                                        "--out", str(tmp_path), "--steps", "3", "--resume"])
     assert result.exit_code != 0 and "no training state" in str(result.exception)
 
 
-def test_corrupt_files_are_skipped_and_reported(digit_wavs, tmp_path):
+def test_corrupt_files_are_skipped_and_reported(speech, tmp_path):
     data = tmp_path / "data"
     (data / "sub").mkdir(parents=True)
-    for w in digit_wavs[:6]:
+    for w in wavs(speech)[:6]:
         (data / "sub" / w.name).write_bytes(w.read_bytes())
     (data / "corrupt.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEnot really a wav file")
     (data / "empty.flac").write_bytes(b"")
@@ -101,8 +124,8 @@ def test_corrupt_files_are_skipped_and_reported(digit_wavs, tmp_path):
     assert hear_maeast.load_model(str(tmp_path / "run" / "model.safetensors")).provenance["skipped"] == 2
 
 
-def test_sigkill_then_resume_continues_exactly(digit_wavs, tmp_path):
-    data, killed, ref = digit_wavs[0].parent, tmp_path / "killed", tmp_path / "reference"
+def test_sigkill_then_resume_continues_exactly(speech, tmp_path):
+    data, killed, ref = speech, tmp_path / "killed", tmp_path / "reference"
     steady = ["--schedule", "constant", "--warmup-steps", 0, "--save-every", 5]  # lr independent of the total
     proc = subprocess.Popen(pretrain_cmd(data, killed, "--steps", 100_000, *steady), env=env1(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -139,10 +162,10 @@ def test_sigkill_then_resume_continues_exactly(digit_wavs, tmp_path):
     assert [int(r["step"]) for r in csv.DictReader(open(killed / "log.csv"))][-1] == total
 
 
-def test_two_process_ddp_on_cpu_keeps_ranks_identical(digit_wavs, tmp_path):
+def test_two_process_ddp_on_cpu_keeps_ranks_identical(speech, tmp_path):
     run = tmp_path / "ddp"
     cmd = [str(BIN / "torchrun"), "--nproc-per-node", "2", "-m", "pretrain", "--preset", "msm-mae-micro",
-           "--data", str(digit_wavs[0].parent), "--out", str(run), "--steps", "4", "--batch-size", "4",
+           "--data", str(speech), "--out", str(run), "--steps", "4", "--batch-size", "4",
            "--device", "cpu", "--dump-rank-params"]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env1(), timeout=240, cwd=Path(__file__).parents[1])
     assert p.returncode == 0, p.stderr[-3000:]
@@ -155,9 +178,9 @@ def test_two_process_ddp_on_cpu_keeps_ranks_identical(digit_wavs, tmp_path):
 
 
 @pytest.mark.parametrize("preset", ["msm-mae-micro", "mae-ast-patch-micro"])
-def test_reconstruct_writes_a_png_and_audio(trained, preset, digit_wavs, tmp_path):
+def test_reconstruct_writes_a_png_and_audio(trained, preset, speech, tmp_path):
     png, wav = tmp_path / "recon.png", tmp_path / "recon.wav"
-    cli("reconstruct", digit_wavs[3], "--model", trained[preset] / "model.safetensors", "-o", png, "--wav", wav, "--seed", 2)
+    cli("reconstruct", wavs(speech)[3], "--model", trained[preset] / "model.safetensors", "-o", png, "--wav", wav, "--seed", 2)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     import soundfile as sf
 
