@@ -45,13 +45,13 @@ def _init_worker(features) -> None:
     _FEATURES = features
 
 
-def _decode(args) -> np.ndarray | str:
-    """One file -> features [F, T] float32 (from the cache when present), or an error message."""
+def _decode(args) -> np.ndarray | Path | str:
+    """One file -> features [F, T] float32, or the .npy holding them (with a cache), or an error message."""
     path, cache, kind = args
     try:
         target = _cache_path(cache, path, kind) if cache else None
         if target is not None and target.exists():
-            return np.load(target, mmap_mode="r")
+            return target
         with torch.no_grad():
             wav = load_audio(path)  # [samples] at 16 kHz
             if wav.numel() == 0 or not torch.isfinite(wav).all():
@@ -61,6 +61,7 @@ def _decode(args) -> np.ndarray | str:
             tmp = target.with_suffix(f".{os.getpid()}.tmp.npy")
             np.save(tmp, feats)
             os.replace(tmp, target)
+            return target
         return feats
     except Exception as e:  # noqa: BLE001 - any unreadable file is skipped and reported, never fatal
         return f"{type(e).__name__}: {e}".strip()
@@ -70,15 +71,19 @@ def _decode(args) -> np.ndarray | str:
 class Corpus:
     """Decoded features of one rank's share of the files."""
 
-    features: list[np.ndarray]  # each [F, T]
+    features: list[np.ndarray | Path]  # each [F, T] in memory, or a cached .npy read on demand (memory-mapped)
     files: list[Path]
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def clip(self, i: int) -> np.ndarray:
+        f = self.features[i]
+        return np.load(f, mmap_mode="r") if isinstance(f, Path) else f  # [F, T]
 
     def stats(self, max_clips: int = 1000) -> torch.Tensor:
         """[count, sum, sum of squares] (float64) over every value of up to max_clips clips."""
         s = torch.zeros(3, dtype=torch.float64)
-        for f in self.features[:: max(1, len(self.features) // max_clips)][:max_clips]:
-            x = torch.from_numpy(np.asarray(f, dtype=np.float64))
+        for i in range(0, len(self.features), max(1, len(self.features) // max_clips))[:max_clips]:
+            x = torch.from_numpy(np.asarray(self.clip(i), dtype=np.float64))
             s += torch.stack([torch.tensor(float(x.numel()), dtype=torch.float64), x.sum(), (x * x).sum()])
         return s
 
@@ -109,7 +114,7 @@ def crop_batch(corpus: Corpus, index: torch.Tensor, frames: int, g: torch.Genera
     """Random crops of `frames` frames (shorter clips padded with NaN, to become the normalised mean 0) -> [B, F, T]."""
     out = []
     for i in index.tolist():
-        x = corpus.features[i]  # [F, T_clip]
+        x = corpus.clip(i)  # [F, T_clip]
         t = x.shape[1]
         start = int(torch.randint(0, t - frames + 1, (1,), generator=g)) if t > frames else 0
         crop = torch.from_numpy(np.array(x[:, start : start + frames], dtype=np.float32))

@@ -31,9 +31,9 @@ def info_nce(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> to
     """MAE-AST's InfoNCE: per clip, logits = pred (M x P) @ target^T (P x M), log-softmax over targets,
     loss = -mean of the diagonal; negatives are the clip's other masked patches (no temperature, no L2 norm).
     pred, target [B, N, P], mask [B, N] -> scalar (mean over clips and masked tokens)."""
-    p, t = masked_tokens(pred, mask), masked_tokens(target, mask)  # [B, M, P]
+    p, t = masked_tokens(pred.float(), mask), masked_tokens(target.float(), mask)  # [B, M, P]; fp32 under autocast too
     logits = p @ t.transpose(1, 2)  # [B, M, M]
-    return -F.log_softmax(logits.float(), dim=-1).diagonal(dim1=-2, dim2=-1).mean()
+    return -F.log_softmax(logits, dim=-1).diagonal(dim1=-2, dim2=-1).mean()
 
 
 def pretrain_loss(out: dict, mask: torch.Tensor, objective: str, norm_pix_loss: bool = False) -> dict[str, torch.Tensor]:

@@ -186,3 +186,22 @@ def test_reconstruct_writes_a_png_and_audio(trained, preset, speech, tmp_path):
 
     audio, sr = sf.read(wav)
     assert sr == 16000 and len(audio) > 4000 and abs(audio).max() > 0.1
+
+
+def test_cache_gives_the_same_training_without_decoding_again(speech, tmp_path):
+    args = ["pretrain", "--preset", "mae-ast-patch-micro", "--data", speech, "--steps", 3, "--batch-size", 4,
+            "--device", "cpu", "--cache", tmp_path / "cache"]
+    cli(*args, "--out", tmp_path / "a")
+    npy = sorted((tmp_path / "cache").glob("*.npy"))
+    assert len(npy) == len(wavs(speech))
+    stamps = [p.stat().st_mtime_ns for p in npy]
+    cli(*args, "--out", tmp_path / "b")
+    assert [p.stat().st_mtime_ns for p in npy] == stamps  # read back, not rewritten
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+
+
+def test_bf16_autocast_with_gradient_accumulation(speech, tmp_path):
+    cli("pretrain", "--preset", "mae-ast-frame-micro", "--data", speech, "--out", tmp_path, "--steps", 3, "--batch-size", 2,
+        "--accum-steps", 2, "--precision", "bf16", "--device", "cpu")
+    assert len(losses(tmp_path)) == 3 and all(map(lambda x: x == x, losses(tmp_path)))  # finite, no NaN
+    assert hear_maeast.load_model(str(tmp_path / "model.safetensors")).provenance["accum_steps"] == 2
