@@ -16,6 +16,7 @@ from hear_maeast import __version__
 SUBCOMMANDS = {
     "presets": "hear_maeast.commands:presets",
     "embed": "hear_maeast.commands:embed",
+    "convert": "hear_maeast.convert_cmd:convert",
     "pretrain": "pretrain.cli:pretrain",
     "reconstruct": "pretrain.cli:reconstruct",
     "tasks": "eval.cli:tasks",
