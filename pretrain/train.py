@@ -116,6 +116,8 @@ def setup_distributed(device: str | None) -> tuple[int, int, torch.device]:
     """(rank, world size, device). Under torchrun: gloo on CPU, nccl on CUDA, one GPU per local rank."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as nanoGPT: fp32 runs use TF32
     if world == 1:
         return 0, 1, torch.device(device)
     if device.startswith("cuda"):
@@ -192,13 +194,13 @@ def train(tc: TrainConfig) -> Path:
         if state["config"] != cfg.to_json():
             raise SystemExit(f"--resume: {run} was trained with a different model configuration ({json.loads(state['config'])['name']}); "
                              "resume with the same --preset and masking/objective options")
-        model.load_state_dict(state["model"], strict=False)
+        model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         step = state["step"]
-        torch.set_rng_state(state["rng"]["cpu"])
+        torch.set_rng_state(state["rng"]["cpu"].cpu())
         if device.type == "cuda" and state["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), device)
         if step > total:
             raise SystemExit(f"--resume: {run} is already at step {step}, past the requested total of {total}")
         say(f"resumed {run} at step {step} of {total}")
@@ -252,7 +254,7 @@ def train(tc: TrainConfig) -> Path:
             with sync:
                 with autocast:
                     out = ddp(spec, keep.to(device))  # {"target", "recon", ("logits_proj")}: [B, N, P]
-                parts = pretrain_loss(out, mask.to(device), cfg.objective, cfg.norm_pix_loss)
+                parts = pretrain_loss(out, mask.to(device), cfg.objective, cfg.norm_pix_loss)  # logged: the last micro-batch's
                 scaler.scale(parts["loss"] / tc.accum_steps).backward()
         if clip > 0:
             scaler.unscale_(optimizer)
