@@ -52,7 +52,7 @@ def pretrain(**kwargs):
 @click.argument("clip", type=click.Path(exists=True, dir_okay=False))
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False), help="A hear_maeast .safetensors checkpoint.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG: input, masked input, reconstruction.")
-@click.option("--wav", type=click.Path(dir_okay=False), help="Also render the reconstruction to audio (Griffin-Lim; see below).")
+@click.option("--wav", type=click.Path(dir_okay=False), help="Also render the reconstruction to audio (Griffin-Lim; see above).")
 @click.option("--mask-ratio", type=click.FloatRange(0, 1, max_open=True), help="[default: the model's]")
 @click.option("--mask-kind", type=click.Choice(["random", "chunk"]), help="[default: the model's]")
 @click.option("--start", default=0.0, type=float, help="Seconds into the clip where the model's input window starts.")
