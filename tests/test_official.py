@@ -200,46 +200,63 @@ def _attend(q, k, v, heads):
     return torch.einsum("bhqk,bkhc->bqhc", w.softmax(-1), v).reshape(b, n, d)
 
 
-def msm_mae_reference(sd, lms, heads, patch):
-    """The official MSM-MAE encode_lms for one chunk: lms [B, 1, F, T] -> [B, T / pw, (F / ph) * D]."""
-    d = sd["patch_embed.proj.weight"].shape[0]
-    x = F.conv2d(lms, sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"], stride=patch)  # [B, D, Fg, Tg]
-    fg = x.shape[2]
-    x = x.flatten(2).transpose(1, 2)  # [B, Fg * Tg, D], frequency-major
-    cls = "cls_token" in sd
-    x = x + sd["pos_embed"][:, 1:] if cls else x + sd["pos_embed"]
-    if cls:
-        x = torch.cat([(sd["cls_token"] + sd["pos_embed"][:, :1]).expand(len(x), -1, -1), x], dim=1)
+def _timm_blocks(x, sd, prefix, heads):
+    """timm pre-norm blocks with MSM-MAE's zero k bias (AttentionKBiasZero), LayerNorm eps 1e-6."""
+    d = x.shape[-1]
     i = 0
-    while f"blocks.{i}.norm1.weight" in sd:
-        p = f"blocks.{i}"
+    while f"{prefix}.{i}.norm1.weight" in sd:
+        p = f"{prefix}.{i}"
         h = _ln(x, sd, f"{p}.norm1", 1e-6)
         qkv_bias = torch.cat([sd[f"{p}.attn.q_bias"], torch.zeros(d), sd[f"{p}.attn.v_bias"]])  # no k bias
         q, k, v = F.linear(h, sd[f"{p}.attn.qkv.weight"], qkv_bias).chunk(3, dim=-1)
         x = x + F.linear(_attend(q, k, v, heads), sd[f"{p}.attn.proj.weight"], sd[f"{p}.attn.proj.bias"])
         h = _ln(x, sd, f"{p}.norm2", 1e-6)
-        h = F.linear(F.gelu(F.linear(h, sd[f"{p}.mlp.fc1.weight"], sd[f"{p}.mlp.fc1.bias"])),
-                     sd[f"{p}.mlp.fc2.weight"], sd[f"{p}.mlp.fc2.bias"])
-        x = x + h
+        x = x + F.linear(F.gelu(F.linear(h, sd[f"{p}.mlp.fc1.weight"], sd[f"{p}.mlp.fc1.bias"])),
+                         sd[f"{p}.mlp.fc2.weight"], sd[f"{p}.mlp.fc2.bias"])
         i += 1
-    x = _ln(x, sd, "norm", 1e-6)
-    x = x[:, 1:] if cls else x
-    b, n, _ = x.shape
+    return x
+
+
+def msm_mae_encoder_reference(sd, lms, heads, patch, ids_keep=None):
+    """The official forward_encoder: lms [B, 1, F, T] -> [B, (1) + Nv, D] (kept tokens in ids_keep order)."""
+    x = F.conv2d(lms, sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"], stride=patch)  # [B, D, Fg, Tg]
+    x = x.flatten(2).transpose(1, 2)  # [B, Fg * Tg, D], frequency-major
+    cls = "cls_token" in sd
+    x = x + sd["pos_embed"][:, 1:] if cls else x + sd["pos_embed"]
+    if ids_keep is not None:
+        x = torch.gather(x, 1, ids_keep[..., None].expand(-1, -1, x.shape[-1]))
+    if cls:
+        x = torch.cat([(sd["cls_token"] + sd["pos_embed"][:, :1]).expand(len(x), -1, -1), x], dim=1)
+    return _ln(_timm_blocks(x, sd, "blocks", heads), sd, "norm", 1e-6)
+
+
+def msm_mae_reference(sd, lms, heads, patch):
+    """The official MSM-MAE encode_lms for one chunk: lms [B, 1, F, T] -> [B, T / pw, (F / ph) * D]."""
+    x = msm_mae_encoder_reference(sd, lms, heads, patch)
+    x = x[:, 1:] if "cls_token" in sd else x
+    b, n, d = x.shape
+    fg = lms.shape[2] // patch[0]
     return x.reshape(b, fg, n // fg, d).permute(0, 2, 1, 3).reshape(b, n // fg, fg * d)  # 'b (f t) d -> b t (f d)'
 
 
-def mae_ast_reference(sd, fbank, heads, kernel):
-    """The official MAE-AST forward(mask=False, features_only=True)['x'] in eval mode: fbank [B, T, 128] -> [B, L, D]."""
-    chan, time = kernel
-    x = F.batch_norm(fbank[:, None], sd["batch_norm.running_mean"], sd["batch_norm.running_var"], training=False,
-                     eps=1e-5) * 0.5  # [B, 1, T, 128]
-    x = F.unfold(x, kernel_size=(time, chan), stride=(time, chan)).transpose(1, 2)  # [B, L, time * chan]
-    x = F.linear(x, sd["post_extract_proj.weight"], sd["post_extract_proj.bias"])
-    x = x + sd["enc_sine_pos_embed.pe"][:, : x.shape[1]]
-    x = _ln(x, sd, "encoder.layer_norm", 1e-5)  # layer_norm_first=False: on the stack's input
+def msm_mae_decoder_reference(sd, latent, ids_restore, dec_heads):
+    """The official forward_decoder: latent [B, 1 + Nv, D] (CLS first) -> predictions [B, N, ph * pw]."""
+    x = F.linear(latent, sd["decoder_embed.weight"], sd["decoder_embed.bias"])
+    n = ids_restore.shape[1]
+    mask_tokens = sd["mask_token"].repeat(len(x), n + 1 - x.shape[1], 1)
+    x_ = torch.cat([x[:, 1:], mask_tokens], dim=1)
+    x_ = torch.gather(x_, 1, ids_restore[..., None].expand(-1, -1, x.shape[2]))  # unshuffle
+    x = torch.cat([x[:, :1], x_], dim=1) + sd["decoder_pos_embed"]
+    x = _ln(_timm_blocks(x, sd, "decoder_blocks", dec_heads), sd, "decoder_norm", 1e-6)
+    return F.linear(x, sd["decoder_pred.weight"], sd["decoder_pred.bias"])[:, 1:]
+
+
+def _fairseq_layers(x, sd, prefix, heads):
+    """fairseq TransformerEncoder, layer_norm_first=False: layer_norm on the input, post-norm layers."""
+    x = _ln(x, sd, f"{prefix}.layer_norm", 1e-5)
     i = 0
-    while f"encoder.layers.{i}.fc1.weight" in sd:
-        p = f"encoder.layers.{i}"
+    while f"{prefix}.layers.{i}.fc1.weight" in sd:
+        p = f"{prefix}.layers.{i}"
         q, k, v = (F.linear(x, sd[f"{p}.self_attn.{c}_proj.weight"], sd[f"{p}.self_attn.{c}_proj.bias"]) for c in "qkv")
         a = F.linear(_attend(q, k, v, heads), sd[f"{p}.self_attn.out_proj.weight"], sd[f"{p}.self_attn.out_proj.bias"])
         x = _ln(x + a, sd, f"{p}.self_attn_layer_norm", 1e-5)
@@ -248,6 +265,34 @@ def mae_ast_reference(sd, fbank, heads, kernel):
         x = _ln(x + h, sd, f"{p}.final_layer_norm", 1e-5)
         i += 1
     return x
+
+
+def mae_ast_patches(sd, fbank, kernel):
+    """BatchNorm (eval) x 0.5, then nn.Unfold into tokens: fbank [B, T, 128] -> [B, L, time * chan]."""
+    chan, time = kernel
+    x = F.batch_norm(fbank[:, None], sd["batch_norm.running_mean"], sd["batch_norm.running_var"], training=False,
+                     eps=1e-5) * 0.5  # [B, 1, T, 128]
+    return F.unfold(x, kernel_size=(time, chan), stride=(time, chan)).transpose(1, 2)
+
+
+def mae_ast_reference(sd, fbank, heads, kernel, retained=None):
+    """The official MAE-AST forward(..., features_only=True)['x'] in eval mode: fbank [B, T, 128] -> [B, L, D]."""
+    x = F.linear(mae_ast_patches(sd, fbank, kernel), sd["post_extract_proj.weight"], sd["post_extract_proj.bias"])
+    x = x + sd["enc_sine_pos_embed.pe"][:, : x.shape[1]]  # added before the masked tokens are dropped
+    if retained is not None:
+        x = x[:, retained]
+    return _fairseq_layers(x, sd, "encoder", heads)
+
+
+def mae_ast_decoder_reference(sd, enc, retained, masked, n, heads):
+    """The official decoder path: encoder output of the retained tokens -> (recon, class) logits at masked tokens."""
+    full = torch.empty(len(enc), n, enc.shape[-1])
+    full[:, retained] = enc
+    full[:, masked] = sd["decoder_mask_emb"]
+    full = full + sd["dec_sine_pos_embed.pe"][:, :n]
+    x = _fairseq_layers(full, sd, "decoder", heads)[:, sorted(masked)]  # x[mask_indices]: token order
+    return tuple(F.linear(x, sd[f"final_proj_{h}.weight"], sd[f"final_proj_{h}.bias"])
+                 for h in ("reconstruction", "classification"))
 
 
 # ---- fixtures ------------------------------------------------------------------------------------
@@ -298,6 +343,20 @@ def test_msm_mae_equals_the_official_forward_on_real_speech(tmp_path, speech, fo
     ours = tokens_to_columns(model.encode(lms), model.cfg)
     ref = msm_mae_reference(sd, lms[:, None], heads=12, patch=patch)
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_msm_mae_pretraining_forward_equals_the_official_decoder(msm_file, speech):
+    sd = torch.load(msm_file, weights_only=False)["model"]
+    model = hear_maeast.load_model(str(msm_file))
+    lms = model.frontend(speech[None])[..., :208]
+    lms = F.pad(lms, (0, 208 - lms.shape[-1]))  # [1, 80, 208]
+    ids_shuffle = torch.randperm(65, generator=torch.Generator().manual_seed(0))[None]  # official random_masking
+    ids_keep, ids_restore = ids_shuffle[:, :16], ids_shuffle.argsort(dim=1)
+    latent = msm_mae_encoder_reference(sd, lms[:, None], 12, (16, 16), ids_keep)
+    ref = msm_mae_decoder_reference(sd, latent, ids_restore, dec_heads=6)
+    out = model(lms, ids_keep)
+    torch.testing.assert_close(model.forward_encoder(lms, ids_keep), latent, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out["recon"], ref, atol=1e-5, rtol=1e-5)
 
 
 def test_msm_mae_sizes_fall_back_to_80_mels_and_folder_names_are_cross_checked(tmp_path):
@@ -405,6 +464,23 @@ def test_mae_ast_equals_the_official_forward_on_real_speech(mae_ast_file, speech
     ref = mae_ast_reference(ckpt["model"], fbank, heads=12, kernel=KERNELS[kind])
     assert ours.shape == ref.shape
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_mae_ast_pretraining_forward_equals_the_official_decoder(mae_ast_file, speech):
+    kind, path = mae_ast_file
+    sd = torch.load(path, weights_only=False)["model"]
+    model = hear_maeast.load_model(str(path), trust_pickle=True)
+    fbank = torchaudio.compliance.kaldi.fbank(speech[None], sample_frequency=16000, use_energy=False,
+                                              num_mel_bins=128)[None, :128]  # [1, 128 frames, 128 bins]
+    n = 64  # tokens: 8 x 8 patches or 64 frame pairs
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(1)).tolist()  # official random_mask
+    retained, masked = idx[:16], idx[16:]
+    enc = mae_ast_reference(sd, fbank, 12, KERNELS[kind], retained)
+    recon, logits = mae_ast_decoder_reference(sd, enc, retained, masked, n, heads=12)
+    out = model(model.frontend.normalize(fbank.transpose(1, 2)), torch.tensor([retained]))
+    torch.testing.assert_close(out["target"], mae_ast_patches(sd, fbank, KERNELS[kind]), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out["recon"][:, sorted(masked)], recon, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out["logits_proj"][:, sorted(masked)], logits, atol=1e-5, rtol=1e-5)
 
 
 def _mae_ast_place(key: str) -> str | None:
