@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+import torch
 
 from hear_maeast.checkpoint import CheckpointError, save_checkpoint
 
@@ -28,22 +29,30 @@ def _sha256(path: Path) -> str:
               help="MSM-MAE: input length T in frames (default: from the tensors / folder name). "
                    "MAE-AST: frames per encoder chunk (default 1024).")
 @click.option("--patch-size", default=None, metavar="PHxPW", help="Patch size as mel bins x frames, e.g. 16x16.")
-def convert(src: Path, dst: Path, trust_pickle: bool, input_frames: int | None, patch_size: str | None):
+@click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+              help="Storage type of the weights (float16 halves the file; they load as float32).")
+def convert(src: Path, dst: Path, trust_pickle: bool, input_frames: int | None, patch_size: str | None, dtype: str):
     """Convert the authors' checkpoint SRC into DST.safetensors (loads with no pickle at all).
 
     The authors' licences apply to the result: it is for your own evaluation, not for redistribution.
+    SRC may also be a hear_maeast checkpoint, e.g. to store it in float16; its provenance is kept.
     """
+    from hear_maeast.checkpoint import is_safetensors, load_checkpoint
     from hear_maeast.official import load_official
 
     if dst.suffix != ".safetensors":
         raise click.BadParameter(f"{dst}: the destination must end in .safetensors", param_hint="DST")
     try:
-        model = load_official(src, trust_pickle=trust_pickle, input_frames=input_frames, patch_size=patch_size)
+        if is_safetensors(src) and not (trust_pickle or input_frames or patch_size):
+            model = load_checkpoint(src)
+        else:
+            model = load_official(src, trust_pickle=trust_pickle, input_frames=input_frames, patch_size=patch_size)
     except CheckpointError as e:
         raise click.ClickException(str(e)) from None
     provenance = dict(getattr(model, "provenance", {}) or {})
-    provenance.update({"source_sha256": _sha256(src), "command": "hear-maeast convert " + " ".join(sys.argv[2:])})
-    save_checkpoint(model, dst, provenance=provenance)
+    provenance.update({"source_sha256": _sha256(src), "converted_by": "hear-maeast convert " + " ".join(sys.argv[2:])})
+    provenance.setdefault("command", provenance["converted_by"])
+    save_checkpoint(model, dst, provenance=provenance, dtype=torch.float16 if dtype == "float16" else None)
     cfg = model.cfg
     click.echo(f"wrote {dst}: {cfg.name} ({cfg.family}, {cfg.n_mels}x{cfg.input_frames} frames, patches "
                f"{cfg.patch_size[0]}x{cfg.patch_size[1]}, embeddings {cfg.timestamp_embedding_size}-d every "
