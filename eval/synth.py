@@ -137,8 +137,9 @@ def source_sound(rng: np.random.Generator, source: str, n: int) -> np.ndarray:
     if source == "clicks":  # click train
         out = np.zeros(n)
         period = int(SAMPLE_RATE / rng.uniform(8, 20))
-        for s in range(int(rng.integers(0, period)), n, period):
-            out[s : s + 32] += np.hanning(64)[32:] * rng.choice([-1, 1])
+        click = np.hanning(64)[32:]  # 2 ms decaying click
+        for s in range(int(rng.integers(0, period)), n - len(click), period):
+            out[s : s + len(click)] += click * rng.choice([-1, 1])
         return out
     raise ValueError(f"unknown source {source!r}")
 

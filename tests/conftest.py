@@ -66,3 +66,52 @@ def run_env() -> dict:
     env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS="2")
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     return env
+
+
+# --- eval/ fixtures -------------------------------------------------------------------------------------------
+
+TOY_HEAR_MODULE = '''"""A tiny HEAR module for tests: log-mel frames every 25 ms; kind="loudness" keeps only frame loudness."""
+import torch
+import torchaudio
+
+HOP = 400  # samples: 25 ms at 16 kHz
+
+
+class Toy(torch.nn.Module):
+    sample_rate = 16000
+
+    def __init__(self, kind="logmel"):
+        super().__init__()
+        self.kind = kind
+        self.mel = torchaudio.transforms.MelSpectrogram(16000, n_fft=1024, hop_length=HOP, n_mels=64)
+        self.timestamp_embedding_size = 64 if kind == "logmel" else 1
+        self.scene_embedding_size = 2 * self.timestamp_embedding_size
+
+
+def load_model(model_file_path="", kind="logmel"):
+    return Toy(kind)
+
+
+def get_timestamp_embeddings(audio, model):
+    x = torch.log(model.mel(audio) + 1e-6).transpose(1, 2)  # [n, T, 64]; frame t is centred on t * HOP
+    if model.kind == "loudness":
+        x = x.mean(-1, keepdim=True)  # [n, T, 1]
+    timestamps = (torch.arange(x.shape[1]) * HOP * 1000.0 / 16000).expand(x.shape[0], -1)  # [n, T] ms
+    return x.float(), timestamps.float()
+
+
+def get_scene_embeddings(audio, model):
+    x, _ = get_timestamp_embeddings(audio, model)
+    return torch.cat([x.mean(1), x.std(1)], -1)  # [n, 2 * D]
+'''
+
+
+@pytest.fixture(scope="session")
+def toy_hear_env(tmp_path_factory) -> dict:
+    """Environment (for subprocesses) in which `toy_hear`, a minimal third-party HEAR module, is importable."""
+    folder = tmp_path_factory.mktemp("toy_module")
+    (folder / "toy_hear.py").write_text(TOY_HEAR_MODULE)
+    env = run_env()
+    env["OMP_NUM_THREADS"] = "1"  # as eval.runner does for heareval's predictions: its dataloader workers fill the cores
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(folder), str(REPO), env.get("PYTHONPATH", "")) if p)
+    return env
