@@ -129,8 +129,15 @@ def predict_task(task_out: Path, grid: str, log_file: Path, extra_args: tuple[st
     start = time.time()
     with open(log_file, "w") as log:
         log.write(" ".join(cmd) + "\n")
-        log.flush()
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=prediction_env())
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=prediction_env(), text=True,
+                                errors="replace")
+        for line in proc.stdout:  # everything to the log; heareval's own progress lines to the console
+            log.write(line)
+            if " - Grid point " in line or "Final Test Results" in line:
+                message = line.split(" - ", 4)[-1].strip()
+                message = message.split(":")[0] if "Grid point" in message else message[:100] + "..."
+                _log(f"  heareval: {message}")
+        proc.wait()
     if proc.returncode != 0:
         tail = "".join(log_file.read_text().splitlines(keepends=True)[-25:])
         raise RuntimeError(f"heareval.predictions.runner exited with {proc.returncode}; last lines of {log_file}:\n{tail}")
