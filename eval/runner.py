@@ -211,6 +211,8 @@ def run_eval(
         "grid": grid,
         "tasks_dir": str(Path(tasks_dir).resolve()),
     }
+    previous_json = Path(out) / name / "run.json"
+    previous = json.loads(previous_json.read_text()).get("tasks", {}) if previous_json.is_file() else {}
     run_dir = start_run(Path(out), name, config)
     _log(f"results in {run_dir}")
 
@@ -227,7 +229,10 @@ def run_eval(
             t_pred = predict_task(task_out, grid, task_out / "predictions.log", prediction_args)
             score = primary_score(task_out)
             _log(f"  predictions: {'kept' if t_pred == 0 else f'{t_pred:.1f} s'}; test score {score}")
-            status[task.name] = {"status": "done", "score": score, "embed_s": t_emb, "predict_s": t_pred}
+            before = previous.get(task.name, {})  # a resumed run keeps the timings of the work it kept
+            status[task.name] = {"status": "done", "score": score,
+                                 "embed_s": t_emb or before.get("embed_s", 0.0),
+                                 "predict_s": t_pred or before.get("predict_s", 0.0)}
         except Exception as e:  # noqa: BLE001 - record, go on with the other tasks
             message = f"{type(e).__name__}: {e}"
             _log(f"  FAILED: {message}")
