@@ -6,7 +6,8 @@
    (the official 44.1 kHz small archive resampled to 16 kHz) and Speech Commands built from the raw
    v0.02 subset (`speech_commands-v0.0.2-small`: a subset, so not named like the full task).
 2. `hear-validator hear_maeast` on the default weights.
-3. `hear-maeast eval --tasks-dir WORK/tasks --grid fast --out WORK/results`.
+3. `hear-maeast eval --tasks-dir WORK/tasks --grid fast --out WORK/results`, for the model and, when it is the
+   default weights, for the same preset randomly initialised (the honest baseline: what pretraining bought).
 4. `hear-maeast table WORK/results` -> WORK/leaderboard.md, .csv, .png, and the table printed.
 
 Every step keeps what earlier runs finished, so an interrupted run resumes where it stopped.
@@ -33,6 +34,27 @@ def _bin(name: str) -> str:
     """A console script of this environment (next to its python), else from PATH."""
     candidate = Path(sys.executable).parent / name
     return str(candidate) if candidate.exists() else name
+
+
+def random_init_checkpoint(path: Path) -> Path:
+    """The default weights' preset freshly initialised, with their normalisation statistics.
+
+    Bit-identical to `hear-maeast pretrain --preset <default's preset> --steps 0 --seed 0` on the default weights'
+    corpus (same seed, same initialisation, same statistics), without needing that corpus.
+    """
+    import torch
+
+    import hear_maeast
+    from hear_maeast.checkpoint import save_checkpoint
+    from hear_maeast.model import MaskedAutoencoder
+
+    if path.is_file():
+        return path
+    default = hear_maeast.load_model()
+    torch.manual_seed(0)
+    model = MaskedAutoencoder(default.cfg)
+    model.frontend.norm_stats.copy_(default.frontend.norm_stats)
+    return save_checkpoint(model, path, provenance={"steps": 0, "seed": 0, "note": "random init of the default preset"})
 
 
 def _run(cmd: list[str]) -> int:
@@ -75,6 +97,10 @@ def main(work: Path, shared: Path, module: str, model_path: str, grid: str):
     eval_cmd = [sys.executable, "-m", "hear_maeast.cli", "eval", "--tasks-dir", str(tasks_dir), "--module", module,
                 "--grid", grid, "--out", str(results)] + (["--model", model_path] if model_path else [])
     eval_rc = _run(eval_cmd)
+    if module == "hear_maeast" and not model_path:
+        _step("the same preset, randomly initialised (baseline)")
+        baseline = random_init_checkpoint(work / "random-init.safetensors")
+        eval_rc |= _run(eval_cmd + ["--model", str(baseline), "--name", "hear_maeast-random-init"])
 
     _step("leaderboard")
     table_rc = _run([sys.executable, "-m", "hear_maeast.cli", "table", str(results), "-o", str(work / "leaderboard.md"),

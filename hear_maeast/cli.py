@@ -7,6 +7,7 @@ training loop or heareval, and each subpackage owns its own commands.
 from __future__ import annotations
 
 import importlib
+import warnings
 
 import click
 
@@ -35,6 +36,10 @@ class LazyGroup(click.Group):
             return None
         module_name, attr = target.split(":")
         return getattr(importlib.import_module(module_name), attr)
+
+
+# torch.cuda imports pynvml (installed for heareval) and warns about it on every start; it is not ours to fix
+warnings.filterwarnings("ignore", message="The pynvml package is deprecated", category=FutureWarning)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
