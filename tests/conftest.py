@@ -62,8 +62,8 @@ def micro_checkpoints(tmp_path_factory) -> dict[str, Path]:
 
 
 def run_env() -> dict:
-    """Environment for subprocesses of the HEAR tools."""
-    env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS="2")
+    """Environment for subprocesses of the HEAR tools (one torch thread: heareval's dataloader workers fill the cores)."""
+    env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS="1")
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     return env
 
@@ -112,6 +112,5 @@ def toy_hear_env(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("toy_module")
     (folder / "toy_hear.py").write_text(TOY_HEAR_MODULE)
     env = run_env()
-    env["OMP_NUM_THREADS"] = "1"  # as eval.runner does for heareval's predictions: its dataloader workers fill the cores
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(folder), str(REPO), env.get("PYTHONPATH", "")) if p)
     return env
