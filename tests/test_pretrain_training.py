@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 import hear_maeast
 from hear_maeast.audio import load_audio
 from hear_maeast.cli import main
+from hear_maeast.config import get_preset
 
 FAMILIES = ("msm-mae-micro", "mae-ast-patch-micro", "mae-ast-frame-micro")
 BIN = Path(sys.executable).parent
@@ -92,16 +93,26 @@ def test_checkpoint_loads_as_a_hear_module(trained, preset, speech):
     assert prov["steps"] == 30 and prov["clips"] == len(wavs(speech)) and prov["version"] == hear_maeast.__version__
     assert "pretrain" in prov["command"] and prov["git_commit"]
     mean, std = model.frontend.norm_stats.tolist()
-    assert std > 0 and (mean, std) != (model.cfg.norm_mean, model.cfg.norm_std)  # stats from the data
+    preset_stats = (get_preset(preset).norm_mean, get_preset(preset).norm_std)
+    assert std > 0 and (mean, std) != preset_stats  # stats from the data, not the preset's defaults
+    assert (model.cfg.norm_mean, model.cfg.norm_std) == pytest.approx((mean, std))  # and readable in the metadata
     emb = hear_maeast.get_scene_embeddings(load_audio(wavs(speech)[0])[None], model)
     assert emb.shape == (1, model.scene_embedding_size) and torch.isfinite(emb).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", FAMILIES)
+def test_a_pretrained_checkpoint_passes_hear_validator(trained, preset):
+    res = subprocess.run([str(BIN / "hear-validator"), "hear_maeast", "-m", str(trained[preset] / "model.safetensors")],
+                         capture_output=True, text=True, env=env1(), timeout=600)
+    assert "Looks good!" in res.stdout, res.stdout[-2000:] + res.stderr[-2000:]
 
 
 def test_steps_0_writes_the_initialised_model_with_the_data_stats(speech, tmp_path):
     cli("pretrain", "--preset", "msm-mae-micro", "--data", speech, "--out", tmp_path, "--steps", 0, "--device", "cpu")
     model = hear_maeast.load_model(str(tmp_path / "model.safetensors"))
     assert model.provenance["steps"] == 0
-    assert model.frontend.norm_stats[0].item() != pytest.approx(model.cfg.norm_mean)
+    assert model.frontend.norm_stats[0].item() != pytest.approx(get_preset("msm-mae-micro").norm_mean)
 
 
 def test_resume_without_state_is_a_clear_error(speech, tmp_path):
