@@ -28,6 +28,7 @@ import traceback
 from pathlib import Path
 
 from eval.taskdir import TaskError, check_task, find_tasks
+from hear_maeast.provenance import git_commit
 
 DEFAULT_MODULE = "hear_maeast"
 GRIDS = ("default", "fast", "faster")
@@ -55,16 +56,6 @@ def model_name(module: str, model_path: str = "", model_options: dict | None = N
     parts = [module, Path(model_path).stem if model_path else "default"]
     parts += [f"{k}={v}" for k, v in sorted((model_options or {}).items())]
     return _slug("-".join(parts))
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=10
-        )
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def package_version(module: str) -> str | None:

@@ -47,7 +47,7 @@ def task_splits(metadata: dict) -> list[str]:
         return ["train", "valid", "test"]
     if "nfolds" in metadata:
         return [f"fold{i:02d}" for i in range(int(metadata["nfolds"]))]
-    raise TaskError(f"task_metadata.json has neither `splits` nor a split_mode/nfolds to derive them from")
+    raise TaskError("task_metadata.json has neither `splits` nor a split_mode/nfolds to derive them from")
 
 
 def sample_rates(task_dir: Path) -> list[int]:

@@ -102,7 +102,7 @@ def _check(audio, model) -> torch.Tensor:
 @torch.no_grad()
 def encode_columns(model: MaskedAutoencoder, spec: torch.Tensor) -> torch.Tensor:
     """Chunked encoding: spec [M, F, T] (T a multiple of the patch width) -> columns [M, T / pw, F_grid * D]."""
-    cfg, chunk = model.cfg, model.cfg.input_frames
+    chunk = model.cfg.input_frames
     m, _, t = spec.shape
     n_full = t // chunk
     parts = []

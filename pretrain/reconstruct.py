@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from hear_maeast.model import patchify, unpatchify
+from hear_maeast.model import unpatchify
 
 
 @torch.no_grad()

@@ -13,7 +13,6 @@ import json
 import math
 import os
 import shlex
-import subprocess
 import sys
 import time
 from contextlib import nullcontext
@@ -29,6 +28,7 @@ from hear_maeast.checkpoint import atomic_write, model_state, save_checkpoint
 from hear_maeast.config import get_preset
 from hear_maeast.masking import chunk_mask, random_mask
 from hear_maeast.model import MaskedAutoencoder
+from hear_maeast.provenance import git_commit
 from pretrain.data import batch_indices, crop_batch, decode_all, list_audio
 from pretrain.losses import pretrain_loss
 
@@ -100,16 +100,6 @@ def make_mask(cfg, batch: int, g: torch.Generator):
     if cfg.mask_kind == "chunk":
         return chunk_mask(batch, cfg.grid, cfg.mask_ratio, g, order=cfg.token_order)
     return random_mask(batch, cfg.num_patches, cfg.mask_ratio, g)
-
-
-def git_commit() -> str:
-    root = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "-uno"], capture_output=True, text=True, timeout=10)
-        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if head.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def setup_distributed(device: str | None) -> tuple[int, int, torch.device]:

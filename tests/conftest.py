@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 REPO = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 import torchaudio
 
 import hear_maeast
-from hear_maeast.checkpoint import CheckpointError, load_checkpoint, model_state
+from hear_maeast.checkpoint import CheckpointError, model_state
 from hear_maeast.model import sincos_1d, sincos_2d, tokens_to_columns
 from hear_maeast.official import detect_format, mae_ast_model, msm_mae_model
 
