@@ -61,8 +61,9 @@ def save_checkpoint(model: MaskedAutoencoder, path, provenance: dict | None = No
     tensors = {k: v.detach().cpu().contiguous() for k, v in model_state(model).items()}
     if dtype is not None:
         tensors = {k: v.to(dtype) if v.is_floating_point() and not k.endswith("norm_stats") else v for k, v in tensors.items()}
-    mean, std = model.frontend.norm_stats.tolist()  # the statistics in force, also readable in the metadata
-    cfg = model.cfg.replace(norm_mean=mean, norm_std=std)
+    cfg, stats = model.cfg, model.frontend.norm_stats
+    if not torch.equal(stats.cpu(), torch.tensor([cfg.norm_mean, cfg.norm_std], dtype=stats.dtype)):
+        cfg = cfg.replace(norm_mean=stats[0].item(), norm_std=stats[1].item())  # the statistics in force, readable
     metadata = {"format": FORMAT, "config": cfg.to_json(), "provenance": json.dumps(provenance or {})}
     atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
     return Path(path)
