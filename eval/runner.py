@@ -116,7 +116,8 @@ def predict_task(task_out: Path, grid: str, log_file: Path, extra_args: tuple[st
     """`python -m heareval.predictions.runner TASK_OUT --grid GRID` in a subprocess; returns seconds taken."""
     if (task_out / "prediction-done.json").exists() and (task_out / "test.predicted-scores.json").exists():
         return 0.0
-    cmd = [sys.executable, "-m", "heareval.predictions.runner", str(task_out), "--grid", grid, *extra_args]
+    # an absolute path: heareval logs to Path("logs").joinpath(path), i.e. into the task's own folder, not ./logs
+    cmd = [sys.executable, "-m", "heareval.predictions.runner", str(task_out.resolve()), "--grid", grid, *extra_args]
     start = time.time()
     with open(log_file, "w") as log:
         log.write(" ".join(cmd) + "\n")
