@@ -27,7 +27,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 MiB = 2**20
 # glibc keeps freed blocks below its (adaptive) mmap threshold in the heap, so a process's resident set would
 # remember earlier steps' buffers; a fixed 1 MiB threshold hands every tensor above 1 MiB back to the kernel on
-# free, so peak RSS tracks the live bytes. Set for every measuring subprocess.
+# free, so peak RSS tracks the live bytes. Set for workers that measure several peaks in one process.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(MiB)}
 
 
@@ -121,10 +121,11 @@ class PeakMemory:
         return _status_kib("VmHWM") * 1024 - self.base
 
 
-def run_worker(module_file: str, args: list[str], timeout: float | None = None) -> dict:
+def run_worker(module_file: str, args: list[str], timeout: float | None = None, malloc_env: bool = True) -> dict:
     """Run `python module_file --worker ...args` in a fresh process; it prints one JSON line last on stdout
-    (its stderr, progress and errors, goes to ours)."""
-    env = dict(os.environ, **MALLOC_ENV)
+    (its stderr, progress and errors, goes to ours). malloc_env: set MALLOC_ENV, for workers measuring several
+    peaks in one process."""
+    env = dict(os.environ, **(MALLOC_ENV if malloc_env else {}))
     proc = subprocess.run([sys.executable, module_file, "--worker", *args], stdout=subprocess.PIPE, text=True, env=env,
                           timeout=timeout, cwd=ROOT)
     if proc.returncode != 0:

@@ -10,10 +10,11 @@ drawn inside the step, as in training. Paths, each measured in its own process:
   ssast  SSAST as published (benchmarks/ssast_baseline.py): encoder over all tokens with a mask embedding in place
          of masked ones, two passes with independent masks (InfoNCE, then 10 x MSE), 2-layer MLP heads, no decoder
   full   one all-token pass of the same encoder with the preset's objective (SSAST with a single pass)
-Time: median of --repeats steps after --warmup steps, at a fixed thread count. Memory: peak above the process's
-footprint once the model, its gradient buffers, the optimiser and its state exist and one step has run (CPU: peak
-RSS; CUDA: max_memory_allocated), i.e. activations and temporaries. Gradients are zeroed in place between steps
-(zero_grad(set_to_none=False)) so that they stay in the baseline.
+Each path at each mask ratio runs in a fresh process. Time: median of --repeats steps after --warmup steps, at a
+fixed thread count. Memory: peak over those steps above the process's footprint once the model, its gradient
+buffers, the optimiser and its state exist (CPU: peak RSS; CUDA: max_memory_allocated), i.e. activations and
+temporaries. Gradients are zeroed in place between steps (zero_grad(set_to_none=False)) so that they stay in the
+baseline.
 speedup = time(ssast) / time(mae) and memory_reduction = memory(ssast) / memory(mae), as the issue defines them.
 
 Analytic FLOPs per clip (matmuls only; `common.block_flops` gives one block: 24 L D^2 + 4 L^2 D for an MLP of 4D),
@@ -128,12 +129,12 @@ def materialise_optimizer_state(model, optimizer) -> None:
         g["lr"] = lr
 
 
-def measure(preset: str, path: str, mask_ratios: list[float], batch: int, threads: int, warmup: int, repeats: int,
+def measure(preset: str, path: str, mask_ratio: float, batch: int, threads: int, warmup: int, repeats: int,
             device: str, precision: str) -> dict:
-    """One path, every mask ratio, in this process: {ratio: {time_s, times_s, memory_bytes}}."""
+    """One path at one mask ratio, in this (fresh) process: {time_s, times_s, memory_bytes}."""
     set_threads(threads)
     dev = torch.device(device)
-    cfg = get_preset(preset)
+    cfg = get_preset(preset).replace(mask_ratio=mask_ratio)
     torch.manual_seed(0)
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     model, optimizer, loss_fn, clip = build(cfg, path, dev, autocast)
@@ -141,38 +142,34 @@ def measure(preset: str, path: str, mask_ratios: list[float], batch: int, thread
     spec = spectrograms(cfg, model.frontend if path == "mae" else model.mae.frontend, batch, g)  # [B, F, T]
     model.train()
     materialise_optimizer_state(model, optimizer)
-    def step(mcfg):
-        loss = loss_fn(spec, mcfg, g)
+
+    def step():
+        loss = loss_fn(spec, cfg, g)
         loss.backward()
         if clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=False)  # gradient buffers belong to the baseline, with weights and moments
 
-    step(cfg.replace(mask_ratio=mask_ratios[0]))  # one-time allocations (thread pools, kernel caches) before the baseline
-    out = {}
-    for r in mask_ratios:
-        mcfg = cfg.replace(mask_ratio=r)
-        mem = PeakMemory(dev)
-        mem.start()
-        median, times = time_median(lambda: step(mcfg), dev, warmup, repeats)
-        out[str(r)] = dict(time_s=median, times_s=times, memory_bytes=mem.peak())
-    return out
+    mem = PeakMemory(dev)
+    mem.start()
+    median, times = time_median(step, dev, warmup, repeats)
+    return dict(time_s=median, times_s=times, memory_bytes=mem.peak())
 
 
 # ---- driver ------------------------------------------------------------------------------------
 def run(preset: str, mask_ratios: list[float], batch: int, threads: int, warmup: int, repeats: int, device: str,
         precision: str, paths=PATHS, log=print) -> dict:
     base = get_preset(preset)
-    rows, results, measured = [], {}, {}
-    for path in paths:  # one process per path, all mask ratios
-        args = ["--preset", preset, "--path", path, "--mask-ratios", *map(str, mask_ratios), "--batch-size", str(batch),
-                "--threads", str(threads), "--warmup", str(warmup), "--repeats", str(repeats), "--device", device,
-                "--precision", precision]
-        measured[path] = run_worker(__file__, args)
+    rows, results = [], {}
     for r in mask_ratios:
         cfg = base.replace(mask_ratio=r)
-        got = {p: dict(measured[p][str(r)], flops_per_clip=step_flops(cfg, p)) for p in paths}
+        got = {}
+        for path in paths:  # a fresh process for each path and ratio: no memory carried over from another
+            args = ["--preset", preset, "--path", path, "--mask-ratios", str(r), "--batch-size", str(batch),
+                    "--threads", str(threads), "--warmup", str(warmup), "--repeats", str(repeats), "--device", device,
+                    "--precision", precision]
+            got[path] = dict(run_worker(__file__, args, malloc_env=False), flops_per_clip=step_flops(cfg, path))
         mae = got["mae"]
         entry = {p: dict(time_s=v["time_s"], times_s=v["times_s"], memory_mib=v["memory_bytes"] / 2**20,
                          gflops_per_clip=v["flops_per_clip"] / 1e9,
@@ -185,7 +182,8 @@ def run(preset: str, mask_ratios: list[float], batch: int, threads: int, warmup:
             res["flop_ratio" + suffix] = got[p]["flops_per_clip"] / mae["flops_per_clip"]
         results[str(r)] = res
         for p in paths:
-            rows.append(dict(mask=r, path=p, ms=1000 * got[p]["time_s"], mib=got[p]["memory_bytes"] / 2**20,
+            rows.append(dict(mask=r, path=p, ms=1000 * got[p]["time_s"], spread=max(got[p]["times_s"]) / min(got[p]["times_s"]),
+                             mib=got[p]["memory_bytes"] / 2**20,
                              gf=got[p]["flops_per_clip"] / 1e9, gfs=entry[p]["gflop_per_s"],
                              speed=None if p == "mae" else got[p]["time_s"] / mae["time_s"],
                              flop=None if p == "mae" else got[p]["flops_per_clip"] / mae["flops_per_clip"],
@@ -194,7 +192,7 @@ def run(preset: str, mask_ratios: list[float], batch: int, threads: int, warmup:
             f"(FLOP ratio {res.get('flop_ratio', float('nan')):.2f}x), memory {res.get('memory_reduction', float('nan')):.2f}x")
     title = (f"Pretraining step, {preset}, batch {batch}, {precision}, {threads} threads on {device} "
              f"(median of {repeats} after {warmup} warm-up)")
-    cols = [("mask", "mask"), ("path", "path"), ("ms", "step ms"), ("mib", "act. MiB"), ("gf", "GFLOP/clip"),
+    cols = [("mask", "mask"), ("path", "path"), ("ms", "step ms"), ("spread", "max/min"), ("mib", "act. MiB"), ("gf", "GFLOP/clip"),
             ("gfs", "GFLOP/s"), ("speed", "time / mae"), ("flop", "FLOPs / mae"), ("mem", "memory / mae")]
     print(table(rows, cols, title), flush=True)
     return dict(preset=preset, device=device, precision=precision, batch_size=batch, threads=threads, warmup=warmup,
@@ -220,7 +218,7 @@ def main(argv=None) -> None:
     if a.worker:
         import json
 
-        print(json.dumps(measure(a.preset, a.path, a.mask_ratios, a.batch_size, threads, a.warmup, a.repeats,
+        print(json.dumps(measure(a.preset, a.path, a.mask_ratios[0], a.batch_size, threads, a.warmup, a.repeats,
                                  a.device, a.precision)))
         return
     out = run(a.preset, a.mask_ratios, a.batch_size, threads, a.warmup, a.repeats, a.device, a.precision, tuple(a.paths))
