@@ -25,6 +25,7 @@ from hear_maeast.model import MaskedAutoencoder, tokens_to_columns
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default.safetensors"
 MODEL_OPTIONS = ("layer", "norm_stats", "device", "max_batch", "trust_pickle", "input_frames", "patch_size")
 MAX_BATCH = 64  # encoder sequences per forward pass when chunking long audio
+SEGMENT_CHUNKS = 16  # chunks of audio per front-end segment
 
 
 def load_model(model_file_path: str = "", **model_options) -> MaskedAutoencoder:
@@ -119,19 +120,35 @@ def _encode_batched(model, chunks: torch.Tensor) -> torch.Tensor:
     return torch.cat([tokens_to_columns(model.encode(c, model.layer), model.cfg) for c in chunks.split(model.max_batch)])
 
 
-def _shifted_columns(model: MaskedAutoencoder, spec: torch.Tensor, shifts: int) -> torch.Tensor:
-    """spec [B, F, T] -> interleaved columns [B, S * n_cols, Dc]; column k starts at frame k * pw / shifts."""
+def _shifted_columns(model: MaskedAutoencoder, spec: torch.Tensor, shifts: int, length: int) -> torch.Tensor:
+    """spec [B, F, >= length] -> interleaved columns [B, S * n_cols, Dc]; column k starts at frame k * pw / shifts.
+
+    `spec` may hold up to (shifts - 1) * pw / shifts frames past `length`: the shifted passes' overlap.
+    """
     cfg = model.cfg
-    pw = cfg.patch_size[1]
-    step = pw // shifts
-    unit = cfg.input_frames if cfg.fixed_length else pw  # 2-D positions need whole chunks
-    t = spec.shape[-1]
-    span = math.ceil(t / unit) * unit
-    padded = F.pad(spec, (0, span + (shifts - 1) * step - t))  # zeros = the normalised mean
+    step = cfg.patch_size[1] // shifts
+    unit = cfg.input_frames if cfg.fixed_length else cfg.patch_size[1]  # 2-D positions need whole chunks
+    span = math.ceil(length / unit) * unit
+    padded = F.pad(spec, (0, span + (shifts - 1) * step - spec.shape[-1]))  # zeros = the normalised mean
     views = torch.stack([padded[..., s * step : s * step + span] for s in range(shifts)], dim=1)  # [B, S, F, span]
     cols = encode_columns(model, views.flatten(0, 1))  # [B*S, span/pw, Dc]
     cols = cols.unflatten(0, (spec.shape[0], shifts))  # [B, S, n_cols, Dc]
     return cols.transpose(1, 2).flatten(1, 2)  # [B, n_cols*S, Dc]: k = j * S + s
+
+
+def _columns(model: MaskedAutoencoder, audio: torch.Tensor, shifts: int) -> torch.Tensor:
+    """audio [B, N] -> interleaved columns [B, K, Dc], front end and encoder run one segment of
+    SEGMENT_CHUNKS chunks at a time, so working memory does not grow with the clip (only the output does)."""
+    cfg = model.cfg
+    step = cfg.patch_size[1] // shifts
+    n_frames = model.frontend.num_frames(audio.shape[1])
+    seg = cfg.input_frames * SEGMENT_CHUNKS  # a whole number of chunks: segments split where chunks split
+    parts = []
+    for start in range(0, n_frames, seg):
+        stop = min(start + seg, n_frames)
+        spec = model.frontend(audio, start, min(stop + (shifts - 1) * step, n_frames))  # [B, F, <= seg + overlap]
+        parts.append(_shifted_columns(model, spec, shifts, stop - start))
+    return torch.cat(parts, dim=1)
 
 
 def column_times(model: MaskedAutoencoder, num_samples: int, shifts: int) -> torch.Tensor:
@@ -157,7 +174,7 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: MaskedAutoencoder):
     audio = _check(audio, model)
     shifts = model.cfg.shifts
     times = column_times(model, audio.shape[1], shifts)  # [K]
-    emb = _shifted_columns(model, model.frontend(audio), shifts)[:, : len(times)]  # [n, K, Dc]
+    emb = _columns(model, audio, shifts)[:, : len(times)]  # [n, K, Dc]
     ts = times.to(emb.device, torch.float32).expand(audio.shape[0], -1)
     return emb.float().contiguous(), ts.contiguous()
 
@@ -172,7 +189,7 @@ def get_scene_embeddings(audio: torch.Tensor, model: MaskedAutoencoder) -> torch
     audio = _check(audio, model)
     cfg = model.cfg
     n_cols = max(1, math.ceil(model.frontend.num_frames(audio.shape[1]) / cfg.patch_size[1]))
-    cols = _shifted_columns(model, model.frontend(audio), 1)[:, :n_cols]  # [n, C, Fg*D]
+    cols = _columns(model, audio, 1)[:, :n_cols]  # [n, C, Fg*D]
     if cfg.scene_pool == "tokens":
         cols = cols.unflatten(-1, (cfg.grid[0], cfg.dim))  # [n, C, Fg, D]
         return cols.mean(dim=(1, 2)).float()

@@ -18,26 +18,36 @@ WIN = 400  # 25 ms
 
 
 class LogMel(nn.Module):
-    """MSM-MAE: |STFT|^2 (n_fft 400, hop 160, centred, reflect) -> 80 Slaney mels 50-8000 Hz -> log(x + eps)."""
+    """MSM-MAE: |STFT|^2 (n_fft 400, hop 160, centred, reflect) -> 80 Slaney mels 50-8000 Hz -> log(x + eps).
+
+    Frame f is centred on sample f * 160. `forward(wav, start, stop)` computes frames [start, stop) from the
+    samples they need only (reflect padding at the clip's edges, as torch.stft's center=True), so long audio can
+    be processed a segment at a time with results identical to one pass.
+    """
+
+    min_samples = WIN // 2 + 1  # reflect padding needs more samples than it pads; shorter clips get zeros
 
     def __init__(self, n_mels: int = 80):
         super().__init__()
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=SAMPLE_RATE, n_fft=WIN, win_length=WIN, hop_length=HOP, f_min=50.0, f_max=8000.0,
-            n_mels=n_mels, power=2.0, center=True, pad_mode="reflect", mel_scale="slaney", norm="slaney",
+            n_mels=n_mels, power=2.0, center=False, mel_scale="slaney", norm="slaney",
         )
         self.eps = torch.finfo(torch.float32).eps
-
-    min_samples = WIN // 2 + 1  # reflect padding needs more samples than it pads; shorter clips get zeros
 
     @classmethod
     def num_frames(cls, num_samples: int) -> int:
         return 1 + max(num_samples, cls.min_samples) // HOP
 
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:  # [B, N] -> [B, F, T]
+    def forward(self, wav: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:  # [B, N] -> [B, F, T]
         if wav.shape[-1] < self.min_samples:
             wav = nn.functional.pad(wav, (0, self.min_samples - wav.shape[-1]))
-        return (self.mel(wav) + self.eps).log()
+        n = wav.shape[-1]
+        stop = self.num_frames(n) if stop is None else stop
+        lo, hi = start * HOP - WIN // 2, (stop - 1) * HOP + WIN // 2  # samples of frames [start, stop)
+        x = wav[:, max(lo, 0) : min(hi, n)]
+        x = nn.functional.pad(x[:, None], (max(0, -lo), max(0, hi - n)), mode="reflect")[:, 0]
+        return (self.mel(x) + self.eps).log()
 
 
 class KaldiFbank(nn.Module):
@@ -51,9 +61,11 @@ class KaldiFbank(nn.Module):
     def num_frames(num_samples: int) -> int:
         return 1 + (max(num_samples, WIN) - WIN) // HOP  # snip_edges=True; short clips are padded to one window
 
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:  # [B, N] -> [B, F, T]
+    def forward(self, wav: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:  # [B, N] -> [B, F, T]
         if wav.shape[-1] < WIN:
             wav = nn.functional.pad(wav, (0, WIN - wav.shape[-1]))
+        stop = self.num_frames(wav.shape[-1]) if stop is None else stop
+        wav = wav[:, start * HOP : (stop - 1) * HOP + WIN]  # frame f covers samples [160 f, 160 f + 400)
         # kaldi.fbank takes one waveform at a time; it is the official function, so we loop over the batch
         feats = [
             torchaudio.compliance.kaldi.fbank(
@@ -84,5 +96,6 @@ class FrontEnd(nn.Module):
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.norm_stats[0]) / self.norm_stats[1] * self.scale
 
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:  # [B, N] -> [B, F, T]
-        return self.normalize(self.features(wav))
+    def forward(self, wav: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """[B, N] -> [B, F, T]: normalised frames [start, stop) (all by default)."""
+        return self.normalize(self.features(wav, start, stop))

@@ -92,7 +92,8 @@ def build_optimizer(model: torch.nn.Module, recipe: dict, lr: float, weight_deca
         groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
     else:
         groups = [{"params": [p for _, p in params], "weight_decay": weight_decay}]
-    return torch.optim.AdamW(groups, lr=lr, betas=recipe["betas"], eps=recipe["eps"])
+    # fused: one kernel for all parameters instead of a Python loop (16-20 % of a CPU step, benchmarks/)
+    return torch.optim.AdamW(groups, lr=lr, betas=recipe["betas"], eps=recipe["eps"], fused=True)
 
 
 def make_mask(cfg, batch: int, g: torch.Generator):

@@ -74,6 +74,19 @@ def test_long_audio_is_encoded_in_chunks(model):
     assert not torch.allclose(ea[0, ~late], eb[0, ~late])
 
 
+def test_long_audio_in_segments_equals_one_pass(model, monkeypatch):
+    """The front end and encoder run SEGMENT_CHUNKS chunks at a time; the result does not depend on it."""
+    audio = torch.randn(2, model.cfg.input_frames * 160 * 3 + 5000) * 0.1
+    monkeypatch.setattr(hear_maeast.api, "SEGMENT_CHUNKS", 1)
+    seg_emb, seg_ts = hear_maeast.get_timestamp_embeddings(audio, model)
+    seg_scene = hear_maeast.get_scene_embeddings(audio, model)
+    monkeypatch.setattr(hear_maeast.api, "SEGMENT_CHUNKS", 1000)
+    emb, ts = hear_maeast.get_timestamp_embeddings(audio, model)
+    torch.testing.assert_close(seg_ts, ts)
+    torch.testing.assert_close(seg_emb, emb, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(seg_scene, hear_maeast.get_scene_embeddings(audio, model), atol=1e-4, rtol=1e-4)
+
+
 def test_scene_embedding_is_the_mean_over_time(model, real_clip):
     cfg, pw = model.cfg, model.cfg.patch_size[1]
     # a length at which the timestamp grid's unshifted columns are exactly the scene's columns
