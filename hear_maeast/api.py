@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hear_maeast.checkpoint import CheckpointError, CheckpointNotFound, is_safetensors, load_checkpoint
+from hear_maeast.checkpoint import CheckpointNotFound, is_safetensors, load_checkpoint
 from hear_maeast.model import MaskedAutoencoder, tokens_to_columns
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default.safetensors"
@@ -45,17 +45,11 @@ def load_model(model_file_path: str = "", **model_options) -> MaskedAutoencoder:
     official = {k: model_options[k] for k in ("trust_pickle", "input_frames", "patch_size") if k in model_options}
     if is_safetensors(path) and not official:
         model = load_checkpoint(path)
-    else:
-        model = _load_official(path, official)
-    return configure(model, **{k: v for k, v in model_options.items() if k not in official})
-
-
-def _load_official(path: Path, options: dict) -> MaskedAutoencoder:
-    try:
+    else:  # the authors' .pth / fairseq .pt files, detected by content (README: "Using the authors' weights")
         from hear_maeast.official import load_official
-    except ImportError:
-        raise CheckpointError(f"{path}: not a hear_maeast safetensors checkpoint") from None
-    return load_official(path, **options)
+
+        model = load_official(path, **official)
+    return configure(model, **{k: v for k, v in model_options.items() if k not in official})
 
 
 def configure(model: MaskedAutoencoder, layer: int = -1, norm_stats=None, device=None, max_batch: int = MAX_BATCH):
