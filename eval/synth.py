@@ -31,7 +31,9 @@ NOTES = ["C4", "D4", "E4", "F4", "G4", "A4", "B4", "C5"]  # one C major octave
 NOTE_HZ = {n: 261.63 * 2 ** (s / 12) for n, s in zip(NOTES, [0, 2, 4, 5, 7, 9, 11, 12])}
 INSTRUMENTS = ["organ", "brass", "pluck", "bowed", "flute"]
 SOURCES = ["hum", "beep", "chirp_up", "chirp_down", "hiss", "clicks"]
-EVENTS = ["knock", "beep", "whistle", "buzz"]
+# The four events share one random frequency range, so band energy alone cannot tell them apart: only how the
+# sound moves over its 150-400 ms does (a frame-wise spectrum sees a tone in every case).
+EVENTS = ["tone", "sweep_up", "sweep_down", "tremolo"]
 
 
 # ---------------------------------------------------------------------------------------------- signals
@@ -145,18 +147,18 @@ def source_sound(rng: np.random.Generator, source: str, n: int) -> np.ndarray:
 
 
 def event_sound(rng: np.random.Generator, event: str, n: int) -> np.ndarray:
-    """One event of the event task, [n] samples."""
-    t = _time(n)
-    if event == "knock":  # low decaying noise burst
-        return _band_noise(rng, n, 100, 900) * np.exp(-t * rng.uniform(15, 30))
-    if event == "beep":
-        return np.sin(2 * np.pi * rng.uniform(900, 1200) * t) * _envelope(n, 0.005, 0.01)
-    if event == "whistle":  # rising high tone
-        f = np.linspace(rng.uniform(1800, 2200), rng.uniform(2600, 3200), n)
-        return np.sin(2 * np.pi * np.cumsum(f) / SAMPLE_RATE) * _envelope(n, 0.02, 0.02)
-    if event == "buzz":  # low sawtooth
-        return _harmonic(rng.uniform(110, 160), n, 1 / np.arange(1, 20)) * _envelope(n, 0.005, 0.01)
-    raise ValueError(f"unknown event {event!r}")
+    """One event of the event task, [n] samples: a harmonic tone at 400-2000 Hz that is steady, rises or falls by a
+    fifth, or pulses at 10-16 Hz."""
+    if event not in EVENTS:
+        raise ValueError(f"unknown event {event!r}")
+    f0 = 2 ** rng.uniform(np.log2(400), np.log2(2000))
+    glide = {"sweep_up": 1.5, "sweep_down": 1 / 1.5}.get(event, 1.0)
+    f = f0 * glide ** np.linspace(0, 1, n)  # [n] instantaneous frequency
+    phase = 2 * np.pi * np.cumsum(f) / SAMPLE_RATE
+    out = np.sin(phase) + 0.3 * np.sin(2 * phase)
+    if event == "tremolo":
+        out *= 0.5 * (1 + np.sin(2 * np.pi * rng.uniform(10, 16) * _time(n)))
+    return out * _envelope(n, 0.01, 0.03)
 
 
 # ---------------------------------------------------------------------------------------------- tasks

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import shlex
+
 import click
 
 from hear_maeast.config import PRESETS
+
+
+def command_line(ctx: click.Context, params: dict) -> str:
+    """The command with every option spelt out: a run's provenance (sys.argv may be a test runner's or torchrun's)."""
+    words = ctx.command_path.split()
+    for p in ctx.command.params:
+        value = params.get(p.name)
+        if value is None or getattr(p, "hidden", False):
+            continue
+        if isinstance(value, bool):
+            words += [p.opts[0]] if value else p.secondary_opts[:1]
+        else:
+            words += [p.opts[0], str(value)]
+    return shlex.join(words)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -45,7 +61,7 @@ def pretrain(**kwargs):
         raise click.UsageError("give exactly one of --steps N or --epochs N")
     if kwargs["warmup_steps"] is not None and kwargs["warmup_epochs"] is not None:
         raise click.UsageError("give at most one of --warmup-steps and --warmup-epochs")
-    train(TrainConfig(**kwargs))
+    train(TrainConfig(**kwargs, command=command_line(click.get_current_context(), kwargs)))
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})

@@ -69,6 +69,7 @@ class TrainConfig:
     save_every: int = 1000
     resume: bool = False
     dump_rank_params: bool = False  # tests: each rank writes its parameters to rank<r>.safetensors
+    command: str = ""  # the command line, for provenance (default: sys.argv)
 
 
 def lr_at(step: int, total: int, warmup: int, peak: float, schedule: str) -> float:
@@ -205,7 +206,7 @@ def train(tc: TrainConfig) -> Path:
 
     ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=cfg.objective == "discriminative") if world > 1 else model
     autocast = torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.precision), enabled=tc.precision != "fp32")
-    provenance = dict(package="hear_maeast", version=__version__, git_commit=git_commit(), command=shlex.join(sys.argv),
+    provenance = dict(package="hear_maeast", version=__version__, git_commit=git_commit(), command=tc.command or shlex.join(sys.argv),
                       data=str(tc.data), clips=n_ok, skipped=n_bad, preset=tc.preset, seed=tc.seed, world_size=world,
                       batch_size=tc.batch_size, accum_steps=tc.accum_steps, precision=tc.precision, total_steps=total)
 
