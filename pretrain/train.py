@@ -24,7 +24,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from hear_maeast import __version__
-from hear_maeast.checkpoint import atomic_write, model_state, save_checkpoint
+from hear_maeast.checkpoint import atomic_write, save_checkpoint
 from hear_maeast.config import get_preset
 from hear_maeast.masking import chunk_mask, random_mask
 from hear_maeast.model import MaskedAutoencoder
@@ -282,4 +282,4 @@ def train(tc: TrainConfig) -> Path:
     return run / MODEL_FILE
 
 
-__all__ = ["TrainConfig", "train", "lr_at", "build_optimizer", "RECIPES", "model_state"]
+__all__ = ["TrainConfig", "train", "lr_at", "build_optimizer", "RECIPES"]
