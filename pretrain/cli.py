@@ -66,7 +66,7 @@ def pretrain(**kwargs):
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.argument("clip", type=click.Path(exists=True, dir_okay=False))
-@click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False), help="A hear_maeast .safetensors checkpoint.")
+@click.option("--model", "model_path", default="", help="A hear_maeast .safetensors checkpoint [default: the bundled default weights].")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG: input, masked input, reconstruction.")
 @click.option("--wav", type=click.Path(dir_okay=False), help="Also render the reconstruction to audio (Griffin-Lim; see above).")
 @click.option("--mask-ratio", type=click.FloatRange(0, 1, max_open=True), help="[default: the model's]")
@@ -84,4 +84,7 @@ def reconstruct(**kwargs):
     """
     from pretrain.reconstruct import reconstruct as run
 
-    run(**kwargs)
+    try:
+        run(**kwargs)
+    except (ValueError, TypeError) as e:  # bad checkpoint or audio: the message says which file and why
+        raise click.ClickException(str(e)) from None

@@ -69,7 +69,7 @@ def reconstruct(clip, model_path, output, wav=None, mask_ratio=None, mask_kind=N
     from hear_maeast import load_model
     from hear_maeast.audio import load_audio
 
-    model = load_model(str(model_path))
+    model = load_model(str(model_path) if model_path else "")  # "": the bundled default weights
     frames = model.cfg.input_frames
     with torch.no_grad():
         feats = model.frontend.features(load_audio(Path(clip))[None].to(model.device))  # [1, F, T_clip]

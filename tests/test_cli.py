@@ -63,3 +63,13 @@ def test_embed_reports_bad_input_without_a_traceback(tmp_path, micro_checkpoints
     assert res.returncode != 0 and "broken.wav" in res.stderr and "Traceback" not in res.stderr
     res = cli("embed", bad, "--model", tmp_path / "none.safetensors", "-o", tmp_path / "x.npz", check=False)
     assert res.returncode != 0 and "none.safetensors" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_reconstruct_uses_the_default_weights_and_reports_a_missing_model(tmp_path):
+    t = np.arange(32000) / 16000
+    clip = tmp_path / "chirp.wav"
+    sf.write(clip, (0.3 * np.sin(2 * np.pi * (300 + 400 * t) * t)).astype(np.float32), 16000)
+    res = cli("reconstruct", clip, "-o", tmp_path / "r.png")
+    assert (tmp_path / "r.png").stat().st_size > 10_000, res.stdout + res.stderr
+    res = cli("reconstruct", clip, "--model", tmp_path / "gone.safetensors", "-o", tmp_path / "x.png", check=False)
+    assert res.returncode != 0 and "gone.safetensors" in res.stderr and "Traceback" not in res.stderr
