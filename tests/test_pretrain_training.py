@@ -11,7 +11,6 @@ import csv
 import os
 import signal
 import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -26,19 +25,16 @@ from hear_maeast.audio import load_audio
 from hear_maeast.cli import main
 from hear_maeast.config import get_preset
 
+from conftest import BIN, shared_file
+
 FAMILIES = ("msm-mae-micro", "mae-ast-patch-micro", "mae-ast-frame-micro")
-BIN = Path(sys.executable).parent
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory) -> Path:
     """A folder of real speech (Speech Commands v0.02 subset: 72 one-second words + 6 minute-long noises)."""
-    archive = SHARED / "speech_commands_v0.02-small.zip"
-    if not archive.is_file():
-        pytest.skip(f"real audio not available: {archive} is absent (see ../shared/data/README.md)")
     out = tmp_path_factory.mktemp("speech")
-    with zipfile.ZipFile(archive) as z:
+    with zipfile.ZipFile(shared_file("speech_commands_v0.02-small.zip")) as z:
         z.extractall(out, [n for n in z.namelist() if n.endswith(".wav")])
     return out
 
