@@ -28,6 +28,7 @@ import traceback
 from pathlib import Path
 
 from eval.taskdir import TaskError, check_task, find_tasks
+from hear_maeast.checkpoint import atomic_write
 from hear_maeast.provenance import git_commit
 
 DEFAULT_MODULE = "hear_maeast"
@@ -73,9 +74,7 @@ def _log(msg: str) -> None:
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2)))
 
 
 def start_run(out: Path, name: str, config: dict) -> Path:
