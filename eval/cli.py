@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from eval.taskdir import TaskError
+from hear_maeast.timing import SAMPLE_RATE
 
 
 def _fail(e: Exception) -> None:
@@ -39,7 +40,7 @@ def synth(out: Path, seed: int, only: tuple[str, ...]):
 @tasks.command()
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
 @click.argument("dst", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--sr", default=16000, show_default=True, help="Target sample rate in Hz.")
+@click.option("--sr", default=SAMPLE_RATE, show_default=True, help="Target sample rate in Hz (default: the models').")
 def resample(src: Path, dst: Path, sr: int):
     """HEAR tasks in SRC (a task folder, a tasks root, or a .tar.gz/.zip of either) -> DST/<task>/ at --sr Hz."""
     from eval.resample import resample_tree

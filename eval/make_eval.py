@@ -22,6 +22,8 @@ from pathlib import Path
 
 import click
 
+from hear_maeast.timing import SAMPLE_RATE
+
 SPOKEN_DIGIT = "hear-2021.0.6-spoken_digit-1.0.9-small-44100.tar.gz"
 SPEECH_COMMANDS = "speech_commands_v0.02-small.zip"
 
@@ -80,7 +82,7 @@ def main(work: Path, shared: Path, module: str, model_path: str, grid: str):
     for folder in synth.write_suite(tasks_dir):
         print(folder)
     if (shared / SPOKEN_DIGIT).is_file():
-        for folder in resample_tree(shared / SPOKEN_DIGIT, tasks_dir, 16000):
+        for folder in resample_tree(shared / SPOKEN_DIGIT, tasks_dir, SAMPLE_RATE):
             print(folder)
     else:
         print(f"{shared / SPOKEN_DIGIT} not found: real spoken digit task skipped")

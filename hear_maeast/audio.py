@@ -10,7 +10,8 @@ import soundfile as sf
 import torch
 import torchaudio
 
-SAMPLE_RATE = 16000
+from hear_maeast.timing import SAMPLE_RATE
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 
 

@@ -7,11 +7,13 @@ training loop or heareval, and each subpackage owns its own commands.
 from __future__ import annotations
 
 import importlib
+import os
 import warnings
 
 import click
 
 from hear_maeast import __version__
+from hear_maeast.errors import Group
 
 # name -> "module:attribute" of a click.Command
 SUBCOMMANDS = {
@@ -26,7 +28,9 @@ SUBCOMMANDS = {
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(Group):
+    """Subcommands imported on first use; errors become one line (hear_maeast.errors)."""
+
     def list_commands(self, ctx):
         return sorted(SUBCOMMANDS)
 
@@ -44,8 +48,11 @@ warnings.filterwarnings("ignore", message="The pynvml package is deprecated", ca
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="hear-maeast")
-def main():
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error instead of one line.")
+def main(debug: bool):
     """MSM-MAE and MAE-AST: pretrain, embed, and evaluate on HEAR."""
+    if debug:
+        os.environ["HEAR_MAEAST_DEBUG"] = "1"  # seen by hear_maeast.errors, here and in child processes
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
+from hear_maeast.timing import FRAME0_MS, FRAME_MS
+
 FAMILIES = ("msm-mae", "mae-ast")
 
 
@@ -73,12 +75,12 @@ class ModelConfig:
 
     @property
     def frame_ms(self) -> float:
-        return 10.0
+        return FRAME_MS
 
     @property
     def frame_offset_ms(self) -> float:
         """Centre of frame 0: centred STFT (log-mel) at 0 ms; Kaldi's snip-edges frames at 12.5 ms."""
-        return 0.0 if self.frontend == "logmel" else 12.5
+        return FRAME0_MS[self.frontend]
 
     @property
     def shifts(self) -> int:

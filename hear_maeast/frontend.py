@@ -11,10 +11,7 @@ import torchaudio
 from torch import nn
 
 from hear_maeast.config import ModelConfig
-
-SAMPLE_RATE = 16000
-HOP = 160  # 10 ms
-WIN = 400  # 25 ms
+from hear_maeast.timing import HOP, SAMPLE_RATE, WIN
 
 
 class LogMel(nn.Module):

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hear_maeast.config import ModelConfig
+from hear_maeast.timing import SAMPLE_RATE
 
 
 # ---- positions ---------------------------------------------------------------------------------
@@ -191,7 +192,7 @@ class MaskedAutoencoder(nn.Module):
         self.reset_parameters()
 
     # HEAR attributes
-    sample_rate = 16000
+    sample_rate = SAMPLE_RATE
 
     @property
     def scene_embedding_size(self) -> int:

@@ -28,6 +28,7 @@ import torch
 from hear_maeast.checkpoint import CheckpointError, is_safetensors, load_checkpoint, model_state
 from hear_maeast.config import get_preset
 from hear_maeast.model import MaskedAutoencoder, sincos_2d
+from hear_maeast.timing import SAMPLE_RATE
 
 MSM_MAE, MAE_AST = "msm-mae", "mae-ast"
 MSM_MAE_NORM_STATS = (-7.1, 4.2)  # REFERENCE.md: AudioSet log-mel stats for this front end; `norm_stats` overrides
@@ -376,7 +377,7 @@ def mae_ast_model(ckpt: dict, source: str, input_frames: int | None = None,
     checks = [
         ("task.feature_type", tcfg.get("feature_type", "fbank"), "fbank"),
         ("task.deltas", bool(tcfg.get("deltas", False)), False),
-        ("task.sample_rate", int(tcfg.get("sample_rate", 16000)), 16000),
+        ("task.sample_rate", int(tcfg.get("sample_rate", SAMPLE_RATE)), SAMPLE_RATE),
         ("model.activation_fn", mcfg.get("activation_fn", "gelu"), "gelu"),
         ("model.enc_conv_pos", bool(mcfg.get("enc_conv_pos", False)), False),
         ("model.dec_conv_pos", bool(mcfg.get("dec_conv_pos", False)), False),

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from hear_maeast.model import unpatchify
+from hear_maeast.timing import HOP, SAMPLE_RATE, WIN
 
 
 @torch.no_grad()
@@ -42,18 +43,18 @@ def to_audio(model, spec: torch.Tensor, iters: int = 64) -> torch.Tensor:
     power = (spec.float().cpu() / fe.scale * std + mean).exp()  # [F, T] mel power
     if model.cfg.frontend == "logmel":
         fb = fe.features.mel.mel_scale.fb.cpu()  # [n_freqs, F]: the front end's own Slaney filterbank
-        n_fft = 400
+        n_fft = WIN
     else:  # Kaldi's own mel banks (mel-domain triangles, 512-point FFT, 20 Hz - Nyquist), Nyquist bin appended
-        banks, _ = torchaudio.compliance.kaldi.get_mel_banks(spec.shape[0], 512, 16000.0, 20.0, 0.0, 100.0, -500.0, 1.0)
+        banks, _ = torchaudio.compliance.kaldi.get_mel_banks(spec.shape[0], 512, float(SAMPLE_RATE), 20.0, 0.0, 100.0, -500.0, 1.0)
         fb = torch.nn.functional.pad(banks, (0, 1)).T  # [257, F]
         n_fft = 512
     # gelsd: a minimum-norm solution even where filters are narrower than an FFT bin (rank-deficient banks)
     with warnings.catch_warnings():  # its default filterbank (replaced below) warns about empty filters
         warnings.simplefilter("ignore")
-        inv = torchaudio.transforms.InverseMelScale(fb.shape[0], fb.shape[1], 16000, driver="gelsd")
+        inv = torchaudio.transforms.InverseMelScale(fb.shape[0], fb.shape[1], SAMPLE_RATE, driver="gelsd")
     inv.fb.copy_(fb)
     linear = inv(power).clamp(min=0)  # [n_freqs, T]
-    wav = torchaudio.transforms.GriffinLim(n_fft=n_fft, win_length=400, hop_length=160, power=2.0, n_iter=iters)(linear)
+    wav = torchaudio.transforms.GriffinLim(n_fft=n_fft, win_length=WIN, hop_length=HOP, power=2.0, n_iter=iters)(linear)
     if model.cfg.frontend == "fbank":
         wav = torchaudio.functional.deemphasis(wav, 0.97)
     return 0.9 * wav / wav.abs().max().clamp(min=1e-8)
@@ -98,5 +99,5 @@ def reconstruct(clip, model_path, output, wav=None, mask_ratio=None, mask_kind=N
     plt.close(fig)
     print(f"wrote {output}")
     if wav:
-        sf.write(wav, to_audio(model, pasted[:, :n_valid]).numpy(), 16000)
+        sf.write(wav, to_audio(model, pasted[:, :n_valid]).numpy(), SAMPLE_RATE)
         print(f"wrote {wav}")
