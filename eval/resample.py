@@ -29,23 +29,10 @@ from eval.taskdir import (
     sample_rates,
     task_splits,
 )
+from hear_maeast.audio import resample as resample_audio
 
 
 DONE = ".resample-done"
-
-
-def resample_audio(audio: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
-    """[n] or [n, channels] float audio -> round(n * new_sr / orig_sr) samples, same layout."""
-    import torch
-    import torchaudio.functional as AF
-
-    n_out = int(round(len(audio) * new_sr / orig_sr))
-    x = torch.from_numpy(np.ascontiguousarray(audio.T if audio.ndim == 2 else audio, dtype=np.float32))
-    y = AF.resample(x, orig_sr, new_sr).numpy()  # [..., ceil(n * new / orig)]
-    if y.shape[-1] < n_out:
-        y = np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, n_out - y.shape[-1])])
-    y = y[..., :n_out]
-    return y.T if audio.ndim == 2 else y
 
 
 def _write_atomic(path: Path, audio: np.ndarray, sr: int, subtype: str) -> None:

@@ -27,6 +27,18 @@ def load_audio(path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     return wav
 
 
+def resample(audio: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
+    """The one resampler of the package: [n] or [n, channels] float audio -> round(n * new_sr / orig_sr) samples,
+    same layout (so clips of equal length stay equal)."""
+    n_out = int(round(len(audio) * new_sr / orig_sr))
+    x = torch.from_numpy(np.ascontiguousarray(audio.T if audio.ndim == 2 else audio, dtype=np.float32))
+    y = torchaudio.functional.resample(x, orig_sr, new_sr).numpy()  # [..., ceil(n * new / orig)]
+    if y.shape[-1] < n_out:
+        y = np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, n_out - y.shape[-1])])
+    y = y[..., :n_out]
+    return y.T if audio.ndim == 2 else y
+
+
 def find_audio(root) -> list[Path]:
     """Audio files under a folder (recursive, sorted) or listed in a text file (one path per line)."""
     root = Path(root)
