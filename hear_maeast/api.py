@@ -20,12 +20,13 @@ import torch
 import torch.nn.functional as F
 
 from hear_maeast.checkpoint import CheckpointNotFound, is_safetensors, load_checkpoint
-from hear_maeast.model import MaskedAutoencoder, tokens_to_columns
+from hear_maeast.errors import BadInput, WorkFailed
+from hear_maeast.model import MAX_BATCH, MaskedAutoencoder, tokens_to_columns
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default.safetensors"
 MODEL_OPTIONS = ("layer", "norm_stats", "device", "max_batch", "trust_pickle", "input_frames", "patch_size")
-MAX_BATCH = 64  # encoder sequences per forward pass when chunking long audio
 SEGMENT_CHUNKS = 16  # chunks of audio per front-end segment
+MAX_PEAK = 8.0  # audio is float in [-1, 1]; a louder peak is refused (int16-scale audio must be divided by 32768)
 
 
 def load_model(model_file_path: str = "", **model_options) -> MaskedAutoencoder:
@@ -37,7 +38,7 @@ def load_model(model_file_path: str = "", **model_options) -> MaskedAutoencoder:
     """
     unknown = sorted(set(model_options) - set(MODEL_OPTIONS))
     if unknown:
-        raise ValueError(f"unknown model option(s) {unknown}; known options: {list(MODEL_OPTIONS)}")
+        raise BadInput(f"unknown model option(s) {unknown}; known options: {list(MODEL_OPTIONS)}")
     path = Path(model_file_path) if model_file_path else DEFAULT_WEIGHTS
     if not path.is_file():
         hint = " (the package was installed without its default weights)" if not model_file_path else ""
@@ -49,6 +50,7 @@ def load_model(model_file_path: str = "", **model_options) -> MaskedAutoencoder:
         from hear_maeast.official import load_official
 
         model = load_official(path, **official)
+    model.source = str(path)
     return configure(model, **{k: v for k, v in model_options.items() if k not in official})
 
 
@@ -56,13 +58,13 @@ def configure(model: MaskedAutoencoder, layer: int = -1, norm_stats=None, device
     """Apply HEAR model options and put the model in inference mode."""
     depth = model.cfg.depth
     if not isinstance(layer, int) or not (layer == -1 or 1 <= layer <= depth):
-        raise ValueError(f"layer={layer!r}: expected an int in 1..{depth} or -1 (last)")
+        raise BadInput(f"layer={layer!r}: expected an int in 1..{depth} or -1 (last)")
     if norm_stats is not None:
         if not (isinstance(norm_stats, (list, tuple)) and len(norm_stats) == 2):
-            raise ValueError(f"norm_stats={norm_stats!r}: expected [mean, std]")
+            raise BadInput(f"norm_stats={norm_stats!r}: expected [mean, std]")
         model.frontend.set_norm_stats(*norm_stats)
     if not isinstance(max_batch, int) or max_batch < 1:
-        raise ValueError(f"max_batch={max_batch!r}: expected a positive int")
+        raise BadInput(f"max_batch={max_batch!r}: expected a positive int")
     model.layer, model.max_batch = layer, max_batch
     if device is not None:
         model.to(device)
@@ -70,7 +72,8 @@ def configure(model: MaskedAutoencoder, layer: int = -1, norm_stats=None, device
 
 
 def _check(audio, model) -> torch.Tensor:
-    """Validate HEAR input. float64 tensors and float numpy arrays are converted to float32; ints are refused."""
+    """Validate HEAR input [n_sounds, n_samples]: float64 tensors and float numpy arrays are converted to float32;
+    integers, NaN/Inf and peaks above MAX_PEAK (int16 scale) are refused with a message saying what to do."""
     if not isinstance(model, MaskedAutoencoder):
         raise TypeError(f"model must come from hear_maeast.load_model(), got {type(model).__module__}.{type(model).__name__}")
     if isinstance(audio, np.ndarray):
@@ -82,16 +85,28 @@ def _check(audio, model) -> torch.Tensor:
     if not audio.is_floating_point():
         raise TypeError(f"audio has dtype {audio.dtype}; expected float32 in [-1, 1] (divide int16 PCM by 32768)")
     if audio.ndim != 2:
-        raise ValueError(f"audio has shape {tuple(audio.shape)}; expected 2-D [n_sounds, n_samples] at 16 kHz mono")
+        raise BadInput(f"audio has shape {tuple(audio.shape)}; expected 2-D [n_sounds, n_samples] at 16 kHz mono")
     if audio.shape[0] == 0:
-        raise ValueError("audio is an empty batch (0 sounds); expected [n_sounds >= 1, n_samples]")
+        raise BadInput("audio is an empty batch (0 sounds); expected [n_sounds >= 1, n_samples]")
     if audio.shape[1] == 0:
-        raise ValueError("audio has 0 samples; expected at least one sample per sound")
-    finite = torch.isfinite(audio).all(dim=1)
+        raise BadInput("audio has 0 samples; expected at least one sample per sound")
+    _check_values(audio)
+    return audio.to(device=model.device, dtype=torch.float32)
+
+
+def _check_values(audio: torch.Tensor) -> None:
+    """audio [n, N]: every sample finite and |sample| <= MAX_PEAK (checked before float32, where 1e300 is Inf)."""
+    finite = torch.isfinite(audio).all(dim=1)  # [n]
     if not finite.all():
         bad = torch.nonzero(~finite).flatten().tolist()
-        raise ValueError(f"audio contains NaN or Inf samples in sound(s) {bad[:10]}; clean or drop them first")
-    return audio.to(device=model.device, dtype=torch.float32)
+        raise BadInput(f"audio contains NaN or Inf samples in sound(s) {bad[:10]}; clean or drop them first")
+    peak = audio.abs().amax(dim=1)  # [n]
+    if (peak > MAX_PEAK).any():
+        bad = torch.nonzero(peak > MAX_PEAK).flatten().tolist()
+        raise BadInput(
+            f"audio peaks at {peak.max().item():.6g} in sound(s) {bad[:10]}; expected floats in [-1, 1] (peaks up to "
+            f"{MAX_PEAK:g} are accepted): audio at int16 scale must be divided by 32768 (int32: by 2147483648)"
+        )
 
 
 @torch.no_grad()
@@ -114,15 +129,15 @@ def _encode_batched(model, chunks: torch.Tensor) -> torch.Tensor:
     return torch.cat([tokens_to_columns(model.encode(c, model.layer), model.cfg) for c in chunks.split(model.max_batch)])
 
 
-def _shifted_columns(model: MaskedAutoencoder, spec: torch.Tensor, shifts: int, length: int) -> torch.Tensor:
-    """spec [B, F, >= length] -> interleaved columns [B, S * n_cols, Dc]; column k starts at frame k * pw / shifts.
+def _padded_passes(model: MaskedAutoencoder, spec: torch.Tensor, shifts: int, length: int) -> torch.Tensor:
+    """Fixed grids (MSM-MAE): spec [B, F, >= length] -> interleaved columns [B, S * n_cols, Dc]; column k starts at
+    frame k * pw / shifts, and every pass is zero-padded to whole chunks, as the official runtime pads.
 
     `spec` may hold up to (shifts - 1) * pw / shifts frames past `length`: the shifted passes' overlap.
     """
     cfg = model.cfg
     step = cfg.patch_size[1] // shifts
-    unit = cfg.input_frames if cfg.fixed_length else cfg.patch_size[1]  # 2-D positions need whole chunks
-    span = math.ceil(length / unit) * unit
+    span = math.ceil(length / cfg.input_frames) * cfg.input_frames  # 2-D positions need whole chunks
     padded = F.pad(spec, (0, span + (shifts - 1) * step - spec.shape[-1]))  # zeros = the normalised mean
     views = torch.stack([padded[..., s * step : s * step + span] for s in range(shifts)], dim=1)  # [B, S, F, span]
     cols = encode_columns(model, views.flatten(0, 1))  # [B*S, span/pw, Dc]
@@ -130,33 +145,73 @@ def _shifted_columns(model: MaskedAutoencoder, spec: torch.Tensor, shifts: int, 
     return cols.transpose(1, 2).flatten(1, 2)  # [B, n_cols*S, Dc]: k = j * S + s
 
 
+def _whole_token_passes(model: MaskedAutoencoder, spec: torch.Tensor, shifts: int, length: int) -> torch.Tensor:
+    """1-D positions (MAE-AST): spec [B, F, A >= length] -> interleaved columns [B, K, Dc], whole tokens only.
+
+    Pass s starts s * pw / shifts frames in and keeps the tokens that start before `length` and end inside the A
+    frames at hand: on a whole clip, pass 0 is the official model (nn.Unfold drops a partial last token, it never
+    pads) and pass s the official model on the audio from frame s * pw / shifts on. No token sees a padded frame.
+    """
+    pw = model.cfg.patch_size[1]
+    step = pw // shifts
+    counts = [max(0, min(-(-length // pw), (spec.shape[-1] - s * step) // pw)) for s in range(shifts)]  # non-increasing
+    cols = spec.new_zeros(spec.shape[0], shifts, counts[0], model.cfg.timestamp_embedding_size)  # [B, S, n_0, Dc]
+    for n in sorted(set(counts) - {0}):  # at most two lengths: passes ending before the last hop have one column less
+        group = [s for s in range(shifts) if counts[s] == n]
+        views = torch.stack([spec[..., s * step : s * step + n * pw] for s in group], dim=1)  # [B, Sg, F, n * pw]
+        cols[:, group, :n] = encode_columns(model, views.flatten(0, 1)).unflatten(0, (spec.shape[0], len(group)))
+    return cols.transpose(1, 2).flatten(1, 2)[:, : sum(counts)]  # [B, K, Dc]: k = j * S + s, a prefix of the grid
+
+
 def _columns(model: MaskedAutoencoder, audio: torch.Tensor, shifts: int) -> torch.Tensor:
     """audio [B, N] -> interleaved columns [B, K, Dc], front end and encoder run one segment of
     SEGMENT_CHUNKS chunks at a time, so working memory does not grow with the clip (only the output does)."""
     cfg = model.cfg
-    step = cfg.patch_size[1] // shifts
+    pw = cfg.patch_size[1]
+    step = pw // shifts
     n_frames = model.frontend.num_frames(audio.shape[1])
+    if not cfg.fixed_length and n_frames < pw:  # shorter than one token: the official model gives none, we give one
+        return encode_columns(model, F.pad(model.frontend(audio), (0, pw - n_frames)))  # [B, 1, Dc], zeros = the mean
+    passes = _padded_passes if cfg.fixed_length else _whole_token_passes
     seg = cfg.input_frames * SEGMENT_CHUNKS  # a whole number of chunks: segments split where chunks split
     parts = []
     for start in range(0, n_frames, seg):
         stop = min(start + seg, n_frames)
         spec = model.frontend(audio, start, min(stop + (shifts - 1) * step, n_frames))  # [B, F, <= seg + overlap]
-        parts.append(_shifted_columns(model, spec, shifts, stop - start))
+        parts.append(passes(model, spec, shifts, stop - start))
     return torch.cat(parts, dim=1)
 
 
 def column_times(model: MaskedAutoencoder, num_samples: int, shifts: int) -> torch.Tensor:
-    """Centres (ms) of the columns that start inside the audio and end their centre before its end."""
+    """Centres (ms) of the timestamp columns, column k covering frames [k * pw / shifts, + pw).
+
+    Fixed grids (MSM-MAE, padded as its official runtime): the columns that start inside the audio and have their
+    centre before its end. 1-D positions (MAE-AST, never padded, as the official model): the columns whose frames
+    all lie inside the audio.
+    """
     cfg = model.cfg
     pw = cfg.patch_size[1]
     n_frames = model.frontend.num_frames(num_samples)
     start = torch.arange(math.ceil(n_frames * shifts / pw) + shifts) * (pw / shifts)  # first frame of column k
     centre = cfg.frame_offset_ms + cfg.frame_ms * (start + (pw - 1) / 2)
     duration_ms = num_samples * 1000.0 / model.sample_rate
-    valid = (start < n_frames) & (centre <= duration_ms)
+    valid = (start < n_frames) & (centre <= duration_ms) if cfg.fixed_length else start + pw <= n_frames
     if not valid.any():  # shorter than one column: one embedding, stamped at the middle of the audio
         return torch.tensor([duration_ms / 2])
     return centre[valid]
+
+
+def _finite(x: torch.Tensor, model: MaskedAutoencoder) -> torch.Tensor:
+    """x [n, ...] -> x; never hand back NaN: non-finite embeddings mean weights or statistics out of range."""
+    finite = torch.isfinite(x).flatten(1).all(dim=1)  # [n]
+    if not finite.all():
+        bad = torch.nonzero(~finite).flatten().tolist()
+        raise WorkFailed(
+            f"{model.source or 'the model'}: the encoder gave NaN or Inf embeddings for sound(s) {bad[:10]} of "
+            "finite audio: its weights or normalisation statistics are out of range (e.g. values near 1e30); "
+            "check how the checkpoint was made, or load another one"
+        )
+    return x
 
 
 @torch.no_grad()
@@ -164,11 +219,14 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: MaskedAutoencoder):
     """audio [n_sounds, n_samples] float in [-1, 1] at 16 kHz -> (embeddings [n, K, D] float32, timestamps [n, K] ms).
 
     Timestamps are centred on what each embedding sees, every `hop_ms` (<= 50 ms), and never past the audio's end.
+    MAE-AST: the unshifted columns are the official model's token columns (whole tokens, the partial last one
+    dropped); for clips longer than `input_frames`, of each chunk. Refuses (BadInput) audio with a peak above
+    MAX_PEAK (8: int16-scale audio must be divided by 32768); raises WorkFailed instead of returning NaN.
     """
     audio = _check(audio, model)
     shifts = model.cfg.shifts
     times = column_times(model, audio.shape[1], shifts)  # [K]
-    emb = _columns(model, audio, shifts)[:, : len(times)]  # [n, K, Dc]
+    emb = _finite(_columns(model, audio, shifts)[:, : len(times)], model)  # [n, K, Dc]
     ts = times.to(emb.device, torch.float32).expand(audio.shape[0], -1)
     return emb.float().contiguous(), ts.contiguous()
 
@@ -177,13 +235,14 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: MaskedAutoencoder):
 def get_scene_embeddings(audio: torch.Tensor, model: MaskedAutoencoder) -> torch.Tensor:
     """audio [n_sounds, n_samples] -> [n, scene_embedding_size] float32: the mean over time of the encoder outputs.
 
-    MSM-MAE ("columns"): mean of the concatenated column embeddings, as the official runtime; MAE-AST ("tokens"):
-    mean of all token embeddings. Columns made only of padding are left out.
+    MSM-MAE ("columns"): mean of the concatenated column embeddings, as the official runtime (columns made only of
+    padding left out); MAE-AST ("tokens"): mean of the official model's tokens (the partial last token dropped, as
+    its nn.Unfold does). Same input rules as `get_timestamp_embeddings`.
     """
     audio = _check(audio, model)
     cfg = model.cfg
-    n_cols = max(1, math.ceil(model.frontend.num_frames(audio.shape[1]) / cfg.patch_size[1]))
-    cols = _columns(model, audio, 1)[:, :n_cols]  # [n, C, Fg*D]
+    n_cols = max(1, math.ceil(model.frontend.num_frames(audio.shape[1]) / cfg.patch_size[1]))  # MAE-AST: fewer
+    cols = _finite(_columns(model, audio, 1)[:, :n_cols], model)  # [n, C, Fg*D]
     if cfg.scene_pool == "tokens":
         cols = cols.unflatten(-1, (cfg.grid[0], cfg.dim))  # [n, C, Fg, D]
         return cols.mean(dim=(1, 2)).float()

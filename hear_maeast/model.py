@@ -16,6 +16,8 @@ from torch import nn
 from hear_maeast.config import ModelConfig
 from hear_maeast.timing import SAMPLE_RATE
 
+MAX_BATCH = 64  # encoder sequences per forward pass when the HEAR API chunks long audio
+
 
 # ---- positions ---------------------------------------------------------------------------------
 def sincos_1d(dim: int, positions: torch.Tensor) -> torch.Tensor:
@@ -190,6 +192,12 @@ class MaskedAutoencoder(nn.Module):
         # MAE-AST's discriminative (InfoNCE) head
         self.decoder_cls = nn.Linear(cfg.decoder_dim, cfg.patch_dim) if cfg.objective in ("joint", "discriminative") else None
         self.reset_parameters()
+        # runtime state, not weights: `hear_maeast.api.configure` sets the first two, the loaders the last two; the
+        # defaults let a model built here or by `load_checkpoint` embed through the HEAR API as it is
+        self.layer = -1  # encoder block whose output is embedded (1-based; -1 = the last, with its final norm)
+        self.max_batch = MAX_BATCH  # encoder sequences per forward pass
+        self.provenance: dict = {}  # how the weights were made (checkpoint metadata), free-form
+        self.source = ""  # the file the weights came from ("" = built in memory), named in error messages
 
     # HEAR attributes
     sample_rate = SAMPLE_RATE
