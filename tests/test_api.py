@@ -9,8 +9,9 @@ import pytest
 import torch
 
 import hear_maeast
-from hear_maeast.checkpoint import CheckpointError, save_checkpoint
+from hear_maeast.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from hear_maeast.config import PRESETS, get_preset
+from hear_maeast.errors import BadInput, WorkFailed
 from hear_maeast.model import MaskedAutoencoder
 
 SR = 16000
@@ -160,12 +161,66 @@ def test_float64_and_numpy_audio_are_converted(model):
     torch.testing.assert_close(hear_maeast.get_scene_embeddings(audio.numpy(), model), ref)
 
 
-@pytest.mark.parametrize("samples", [1, 100, 399, 2000])
+@pytest.mark.parametrize("samples", [1, 100, 399, "one patch less one sample"])
 def test_audio_shorter_than_one_patch_gives_one_embedding(model, samples):
-    emb, ts = hear_maeast.get_timestamp_embeddings(torch.rand(1, samples) - 0.5, model)
-    assert emb.shape[1] >= 1 and torch.isfinite(emb).all()
-    assert 0 <= ts.max().item() <= samples / 16
-    assert torch.isfinite(hear_maeast.get_scene_embeddings(torch.rand(1, samples) - 0.5, model)).all()
+    """MAE-AST gives no token for audio shorter than one patch (its nn.Unfold drops a partial one); we give exactly
+    one embedding, of the audio zero-padded to one column, stamped at the middle of the audio. MSM-MAE pads, as its
+    runtime: every column that starts in the audio and has its centre inside it (2399 samples = 150 ms: the columns
+    centred at 75 and 115 ms), and one embedding at the middle when there is none."""
+    pw = model.cfg.patch_size[1]
+    if not isinstance(samples, int):  # the longest clip whose frames do not fill one patch
+        samples = next(n for n in range(pw * 160 + 400, 0, -1) if model.frontend.num_frames(n) < pw)
+    audio = torch.rand(1, samples) - 0.5
+    emb, ts = hear_maeast.get_timestamp_embeddings(audio, model)
+    expected = [75.0, 115.0] if (model.cfg.family, samples) == ("msm-mae", 2399) else [samples / 16 / 2]  # ms
+    assert ts.tolist() == [expected]
+    assert emb.shape == (1, len(expected), model.timestamp_embedding_size) and torch.isfinite(emb).all()
+    scene = hear_maeast.get_scene_embeddings(audio, model)
+    if model.cfg.scene_pool == "tokens":
+        torch.testing.assert_close(scene[0], emb[0, 0].unflatten(-1, (model.cfg.grid[0], -1)).mean(0))
+    else:
+        torch.testing.assert_close(scene[0], emb[0, 0])
+
+
+def test_audio_louder_than_full_scale_is_refused_with_what_to_do(model, real_clip):
+    """HEAR audio is float in [-1, 1]. int16-scale floats, or 1e30, would give NaN or meaningless embeddings."""
+    real_clip = real_clip / real_clip.abs().max()  # at full scale
+    for audio in (real_clip[None] * 32767, torch.full((1, SR), 1e30), torch.full((1, SR), 1e300, dtype=torch.float64)):
+        for fn in (hear_maeast.get_scene_embeddings, hear_maeast.get_timestamp_embeddings):
+            with pytest.raises(BadInput, match=r"audio peaks at .* divided by 32768"):
+                fn(audio, model)
+    with pytest.raises(BadInput, match=r"sound\(s\) \[1\]"):  # names the offending sound of the batch
+        hear_maeast.get_scene_embeddings(torch.stack([real_clip, real_clip * 100]), model)
+    peak = hear_maeast.api.MAX_PEAK
+    over = real_clip / real_clip.abs().max() * peak  # a float mix that overshoots full scale: accepted up to MAX_PEAK
+    assert torch.isfinite(hear_maeast.get_scene_embeddings(over[None], model)).all()
+
+
+def test_weights_out_of_range_raise_instead_of_returning_nan(tmp_path, real_clip):
+    """Finite weights of 1e30 load (they are finite) but overflow in the encoder: an error naming the file, no NaN."""
+    model = MaskedAutoencoder(get_preset("mae-ast-frame-micro"))
+    with torch.no_grad():
+        model.patch_embed.weight.fill_(1e30)
+    path = save_checkpoint(model, tmp_path / "huge.safetensors")
+    loaded = hear_maeast.load_model(str(path))
+    for fn in (hear_maeast.get_scene_embeddings, hear_maeast.get_timestamp_embeddings):
+        with pytest.raises(WorkFailed, match=r"huge.safetensors: the encoder gave NaN or Inf .*sound\(s\) \[0\]"):
+            fn(real_clip[None], loaded)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_a_model_made_directly_or_by_load_checkpoint_embeds(name, micro_checkpoints, real_clip):
+    """Runtime options (layer, max_batch) and provenance are declared on the model with defaults, so the HEAR
+    functions need no `load_model` / `configure` first."""
+    fresh = MaskedAutoencoder(get_preset(name))
+    assert (fresh.layer, fresh.max_batch, fresh.provenance, fresh.source) == (-1, hear_maeast.api.MAX_BATCH, {}, "")
+    emb, _ = hear_maeast.get_timestamp_embeddings(real_clip[None], fresh)
+    assert hear_maeast.get_scene_embeddings(real_clip[None], fresh).shape == (1, fresh.scene_embedding_size)
+    direct = load_checkpoint(micro_checkpoints[name])
+    configured = hear_maeast.load_model(str(micro_checkpoints[name]))
+    torch.testing.assert_close(hear_maeast.get_scene_embeddings(real_clip[None], direct),
+                               hear_maeast.get_scene_embeddings(real_clip[None], configured))
+    assert configured.source == str(micro_checkpoints[name]) and direct.provenance == configured.provenance
 
 
 def test_checkpoint_problems_name_the_file(tmp_path, micro_checkpoints):
