@@ -2,12 +2,23 @@
 
 Long audio is encoded in chunks of the preset's `input_frames` (MSM-MAE: its fixed input length, padded as the
 official runtime does; MAE-AST: 1024 frames by default), so memory does not grow with attention over the clip.
+The official MAE-AST attends over a whole clip: past one chunk we differ on purpose (README, "Use it as a HEAR
+module").
 
 Timestamps. A patch model sees time in columns of `pw` frames (16 frames = 160 ms for 16x16 patches). To give an
 embedding every <= 50 ms we run `shifts` passes over the spectrogram, pass s starting s * pw / shifts frames later,
 and interleave their columns: 16x16 patches -> 4 passes, one column every 40 ms. Each embedding is the frequency
 tokens of one column concatenated (lowest band first), and its timestamp is the centre of the frames it covers.
 Frame models (128x2, 20 ms) need one pass.
+
+Tails. MSM-MAE (2-D positions, a fixed grid) pads every pass to whole chunks, as its official runtime. MAE-AST
+(1-D positions) never pads: its official model cuts tokens with nn.Unfold, which drops the last T mod pw frames,
+and a padded token would change every other through attention. So each MAE-AST pass holds whole tokens inside
+the audio only; its unshifted pass is the official model's tokens, and the scene embedding is their mean. A clip
+shorter than one token (the official model gives none) gets one embedding of the audio zero-padded to one token.
+
+Input rule: float audio in [-1, 1]; peaks above MAX_PEAK are refused (int16-scale audio must be divided by 32768),
+and non-finite encoder outputs raise WorkFailed instead of returning NaN.
 """
 
 from __future__ import annotations

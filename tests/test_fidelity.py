@@ -95,11 +95,12 @@ def test_each_shifted_pass_is_the_official_model_on_the_audio_from_its_start(off
     pw, shifts = cfg.patch_size[1], cfg.shifts
     step = pw // shifts
     for s in range(shifts):
-        ref = official_columns(sd, audio[s * step * 160 :], kind)  # frame f + s * step starts at sample 160 (f + s * step)
+        ref = official_columns(sd, audio[s * step * 160 :], kind)  # its frame f is frame f + s * step of the clip
         assert emb[0, s::shifts].shape == ref.shape, s
         torch.testing.assert_close(emb[0, s::shifts], ref, atol=1e-5, rtol=1e-5)
     k = torch.arange(emb.shape[1])
-    torch.testing.assert_close(ts[0], (12.5 + 10 * (k * step + (pw - 1) / 2)).float())  # centre of frames [k step, k step + pw)
+    centre = 12.5 + 10 * (k * step + (pw - 1) / 2)  # ms: the centre of frames [k * step, k * step + pw)
+    torch.testing.assert_close(ts[0], centre.float())
     assert (k * step + pw <= official_frames(audio)).all(), "no column reaches past the audio's last frame"
     assert (k[-1] + 1) * step + pw > official_frames(audio), "every column that fits is there"
 
