@@ -154,7 +154,7 @@ class ModelConfig:
 
 # ---- presets -----------------------------------------------------------------------------------
 # MSM-MAE (Niizumi et al. 2022): log-mel 80 bins, ViT-Base, 2-D sin-cos positions, CLS, q/v bias.
-# AudioSet stats commonly used with this front end (REFERENCE.md); pretraining replaces them with the data's.
+# AudioSet stats commonly used with this front end (docs/design.md, "Normalisation"); pretraining replaces them with the data's.
 _MSM = ModelConfig(
     name="msm-mae-base-80x208p16x16", family="msm-mae", frontend="logmel", n_mels=80,
     norm_mean=-7.1, norm_std=4.2,

@@ -31,7 +31,7 @@ from hear_maeast.model import MaskedAutoencoder, sincos_2d
 from hear_maeast.timing import SAMPLE_RATE
 
 MSM_MAE, MAE_AST = "msm-mae", "mae-ast"
-MSM_MAE_NORM_STATS = (-7.1, 4.2)  # REFERENCE.md: AudioSet log-mel stats for this front end; `norm_stats` overrides
+MSM_MAE_NORM_STATS = (-7.1, 4.2)  # docs/design.md, "Normalisation": AudioSet log-mel stats for this front end; `norm_stats` overrides
 MSM_MAE_N_MELS = 80  # the official runtime's Config.n_mels
 BN_EPS = 1e-5  # torch.nn.BatchNorm2d default, as in MAE-AST
 # MAE-AST keys that exist in the file but do not influence any output we compute:

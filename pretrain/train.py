@@ -33,7 +33,7 @@ from pretrain.data import batch_indices, crop_batch, decode_all, list_audio
 from pretrain.losses import pretrain_loss
 
 MODEL_FILE, STATE_FILE, LOG_FILE = "model.safetensors", "train_state.pt", "log.csv"
-# The papers' recipes (REFERENCE.md). MAE-AST's fairseq Adam decays weights decoupled, i.e. AdamW.
+# The papers' recipes (docs/design.md, "Pretraining"). MAE-AST's fairseq Adam decays weights decoupled, i.e. AdamW.
 RECIPES = {
     "msm-mae": dict(betas=(0.9, 0.95), eps=1e-8, weight_decay=0.05, lr=1.5e-4, lr_per_batch=128,
                     schedule="cosine", warmup_frac=0.1, clip_grad=0.0, no_decay_on_1d=True),
