@@ -94,16 +94,16 @@ def tokens_to_columns(x: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
 class Attention(nn.Module):
     """Multi-head self-attention through scaled_dot_product_attention.
 
-    qkv_bias "qv": q and v biases but no k bias (MSM-MAE/BEiT style, parameters `q_bias`, `v_bias`);
-    "qkv": all three (fairseq's q_proj/k_proj/v_proj, fused here).
+    k_bias False: q and v biases but no k bias (MSM-MAE/BEiT style, parameters `q_bias`, `v_bias`);
+    True: all three (fairseq's q_proj/k_proj/v_proj, fused here). docs/design.md, "Transformer blocks".
     """
 
-    def __init__(self, dim: int, heads: int, qkv_bias: str):
+    def __init__(self, dim: int, heads: int, k_bias: bool):
         super().__init__()
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.q_bias = nn.Parameter(torch.zeros(dim))
-        self.k_bias = nn.Parameter(torch.zeros(dim)) if qkv_bias == "qkv" else None
+        self.k_bias = nn.Parameter(torch.zeros(dim)) if k_bias else None
         self.v_bias = nn.Parameter(torch.zeros(dim))
         self.proj = nn.Linear(dim, dim)
 
@@ -129,11 +129,11 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     """pre-norm: x + attn(norm1(x)), then x + mlp(norm2(x)).  post-norm (wav2vec2): norm1(x + attn(x)), ..."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, style: str, qkv_bias: str, eps: float):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, norm_position: str, k_bias: bool, eps: float):
         super().__init__()
-        self.prenorm = style == "prenorm"
+        self.prenorm = norm_position == "pre"
         self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = Attention(dim, heads, qkv_bias)
+        self.attn = Attention(dim, heads, k_bias)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
@@ -148,10 +148,10 @@ class Block(nn.Module):
 class Transformer(nn.Module):
     """A stack of blocks with one LayerNorm: after the stack (pre-norm) or on its input (post-norm, wav2vec2)."""
 
-    def __init__(self, dim, depth, heads, mlp_ratio, style, qkv_bias, eps):
+    def __init__(self, dim, depth, heads, mlp_ratio, norm_position, k_bias, eps):
         super().__init__()
-        self.prenorm = style == "prenorm"
-        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, style, qkv_bias, eps) for _ in range(depth))
+        self.prenorm = norm_position == "pre"
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, norm_position, k_bias, eps) for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=eps)
 
     def forward(self, x: torch.Tensor, layer: int = -1) -> torch.Tensor:
@@ -179,7 +179,7 @@ class MaskedAutoencoder(nn.Module):
         self.patch_embed = nn.Linear(cfg.patch_dim, cfg.dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.dim)) if cfg.cls_token else None
         self.register_buffer("pos_embed", position_table(cfg, cfg.dim))  # [1, (1) + N, D]
-        block_args = (cfg.mlp_ratio, cfg.block, cfg.qkv_bias, cfg.norm_eps)
+        block_args = (cfg.mlp_ratio, cfg.norm_position, cfg.k_bias, cfg.norm_eps)
         self.encoder = Transformer(cfg.dim, cfg.depth, cfg.heads, *block_args)
         # decoder
         self.decoder_embed = nn.Linear(cfg.dim, cfg.decoder_dim) if cfg.decoder_dim != cfg.dim else nn.Identity()

@@ -405,18 +405,18 @@ def mae_ast_model(ckpt: dict, source: str, input_frames: int | None = None,
     base = get_preset(f"mae-ast-{kind}-12l")
     heads = int(mcfg.get("encoder_attention_heads", 12))
     # MAE_AST_Config.layer_norm_first: True is a pre-norm stack whose final LayerNorm follows the blocks
-    block = "prenorm" if bool(mcfg.get("layer_norm_first", False)) else "postnorm"
+    norm_position = "pre" if bool(mcfg.get("layer_norm_first", False)) else "post"
     mask_kind = "chunk" if tcfg.get("mask_type", "chunk_mask" if not frame else "random_mask") == "chunk_mask" else "random"
     ratio = float(mcfg.get("random_mask_prob", base.mask_ratio))  # "retain_spans" uses 1.45 for ~75 %
     mask_ratio = ratio if 0 <= ratio < 1 else base.mask_ratio
-    name = f"mae-ast-{kind}-{depth}l" + ("" if (dim, ffn, block) == (768, 3072, "postnorm") else f"-d{dim}-{block}")
+    name = f"mae-ast-{kind}-{depth}l" + ("" if (dim, ffn, norm_position) == (768, 3072, "post") else f"-d{dim}-{norm_position}norm")
     bn_mean = sd["batch_norm.running_mean"].double().reshape(-1) if "batch_norm.running_mean" in sd else None
     bn_var = sd["batch_norm.running_var"].double().reshape(-1) if "batch_norm.running_var" in sd else None
     if bn_mean is None or bn_var is None or bn_mean.numel() != 1 or bn_var.numel() != 1:
         raise CheckpointError(f"{source}: expected batch_norm.running_mean and running_var of one channel each")
     cfg = base.replace(
         name=name, n_mels=n_mels, patch_size=(ph, pw), input_frames=input_frames or base.input_frames,
-        dim=dim, depth=depth, heads=heads, mlp_ratio=ffn / dim, block=block,
+        dim=dim, depth=depth, heads=heads, mlp_ratio=ffn / dim, norm_position=norm_position,
         decoder_dim=dec_dim, decoder_depth=dec_depth, decoder_heads=heads, mask_kind=mask_kind,
         mask_ratio=mask_ratio,
         norm_mean=float(bn_mean), norm_std=math.sqrt(float(bn_var) + BN_EPS), norm_scale=0.5,

@@ -447,7 +447,7 @@ def test_mae_ast_file_loads_with_its_batch_norm_as_fixed_stats(mae_ast_file):
     model = hear_maeast.load_model(str(path), trust_pickle=True)
     cfg = model.cfg
     assert cfg.name == f"mae-ast-{kind}-2l" and cfg.patch_size == {"patch": (16, 16), "frame": (128, 2)}[kind]
-    assert (cfg.dim, cfg.depth, cfg.heads, cfg.decoder_depth, cfg.block, cfg.qkv_bias) == (768, 2, 12, 1, "postnorm", "qkv")
+    assert (cfg.dim, cfg.depth, cfg.heads, cfg.decoder_depth, cfg.norm_position, cfg.k_bias) == (768, 2, 12, 1, "post", True)
     assert cfg.norm_mean == pytest.approx(-4.3) and cfg.norm_std == pytest.approx(math.sqrt(19.7 + 1e-5))
     assert cfg.norm_scale == 0.5 and cfg.mask_kind == {"patch": "chunk", "frame": "random"}[kind]
     assert model.pos_embed.shape == (1, 512, 768)  # 1024 frames per chunk, sliced from the file's table
