@@ -60,7 +60,7 @@ def configure(model: MaskedAutoencoder, layer: int = -1, norm_stats=None, device
     if norm_stats is not None:
         if not (isinstance(norm_stats, (list, tuple)) and len(norm_stats) == 2):
             raise ValueError(f"norm_stats={norm_stats!r}: expected [mean, std]")
-        model.frontend.set_norm_stats(*norm_stats)
+        model.set_norm_stats(*norm_stats)
     if not isinstance(max_batch, int) or max_batch < 1:
         raise ValueError(f"max_batch={max_batch!r}: expected a positive int")
     model.layer, model.max_batch = layer, max_batch

@@ -2,7 +2,8 @@
 
 tensors   the model's state dict (front-end filterbanks excluded: they follow from the configuration)
 metadata  "format":     "hear_maeast/1"
-          "config":     the ModelConfig as JSON (normalisation statistics included)
+          "config":     the ModelConfig as JSON: sizes and the normalisation statistics (their one record; files
+                        of version 0.1.0 also hold them as a tensor `frontend.norm_stats`, still read)
           "provenance": JSON: package version, git commit, command, data, steps ... (free-form)
 Files are written atomically: to a temporary file in the same folder, fsync'd, then renamed.
 """
@@ -19,22 +20,25 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from hear_maeast.config import ModelConfig
+from hear_maeast.errors import BadInput
 from hear_maeast.model import MaskedAutoencoder
 
 FORMAT = "hear_maeast/1"
 _DERIVED = ("frontend.features.",)  # buffers rebuilt from the configuration
+LEGACY_NORM_STATS = "frontend.norm_stats"  # version 0.1.0 kept the statistics in this tensor too
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded; the message names the file and what is wrong."""
+class CheckpointError(BadInput):
+    """A checkpoint that cannot be loaded (exit 2 on the command line); the message names the file and what is wrong."""
 
 
 class CheckpointNotFound(CheckpointError, FileNotFoundError):
-    pass
+    """Also a FileNotFoundError, for callers that catch that."""
 
 
 def model_state(model: MaskedAutoencoder) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in model.state_dict().items() if not k.startswith(_DERIVED)}
+    """The tensors a checkpoint stores (the configuration holds everything else)."""
+    return {k: v for k, v in model.state_dict().items() if isinstance(v, torch.Tensor) and not k.startswith(_DERIVED)}
 
 
 def atomic_write(path: Path, write) -> None:
@@ -60,11 +64,8 @@ def save_checkpoint(model: MaskedAutoencoder, path, provenance: dict | None = No
     """Write `model` to `path` (a .safetensors file). dtype=torch.float16 halves the file (weights only)."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model_state(model).items()}
     if dtype is not None:
-        tensors = {k: v.to(dtype) if v.is_floating_point() and not k.endswith("norm_stats") else v for k, v in tensors.items()}
-    cfg, stats = model.cfg, model.frontend.norm_stats
-    if not torch.equal(stats.cpu(), torch.tensor([cfg.norm_mean, cfg.norm_std], dtype=stats.dtype)):
-        cfg = cfg.replace(norm_mean=stats[0].item(), norm_std=stats[1].item())  # the statistics in force, readable
-    metadata = {"format": FORMAT, "config": cfg.to_json(), "provenance": json.dumps(provenance or {})}
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+    metadata = {"format": FORMAT, "config": model.cfg.to_json(), "provenance": json.dumps(provenance or {})}
     atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
     return Path(path)
 
@@ -104,9 +105,24 @@ def load_checkpoint(path, map_location="cpu") -> MaskedAutoencoder:
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{path}: cannot read tensors ({e}); the file may be truncated") from e
     model = MaskedAutoencoder(cfg)
+    _norm_stats_tensor(model, tensors.pop(LEGACY_NORM_STATS, None), path)
     load_state(model, tensors, source=str(path))
     model.provenance = json.loads(meta.get("provenance") or "{}")
     return model
+
+
+def _norm_stats_tensor(model: MaskedAutoencoder, stats: torch.Tensor | None, path: Path) -> None:
+    """A file of version 0.1.0: the tensor is what that version normalised with (equal to the config it wrote)."""
+    if stats is None:
+        return
+    if stats.shape != (2,) or not stats.is_floating_point():
+        raise CheckpointError(f"{path}: {LEGACY_NORM_STATS} has shape {tuple(stats.shape)}; expected [mean, std]")
+    if torch.equal(stats.float(), torch.tensor([model.cfg.norm_mean, model.cfg.norm_std])):
+        return  # the usual case: 0.1.0 wrote the statistics in force into the config as well
+    try:
+        model.set_norm_stats(*stats.double().tolist())
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {LEGACY_NORM_STATS}: {e}") from e
 
 
 def load_state(model: MaskedAutoencoder, tensors: dict[str, torch.Tensor], source: str) -> None:

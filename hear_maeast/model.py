@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hear_maeast.config import ModelConfig
+from hear_maeast.errors import BadInput
 from hear_maeast.timing import SAMPLE_RATE
 
 
@@ -166,6 +167,13 @@ class Transformer(nn.Module):
 
 
 # ---- the model ---------------------------------------------------------------------------------
+def _norm_stats_of_version_0_1_0(module, state_dict, prefix, *args) -> None:
+    """State dicts written by version 0.1.0 hold the statistics as a tensor `frontend.norm_stats`."""
+    old = state_dict.pop(prefix + "frontend.norm_stats", None)
+    if old is not None and prefix + "_extra_state" not in state_dict:
+        state_dict[prefix + "_extra_state"] = {"norm_stats": old.tolist()}
+
+
 class MaskedAutoencoder(nn.Module):
     """Front end, tokeniser, encoder on visible tokens, decoder on all tokens. See `hear_maeast.config`."""
 
@@ -190,6 +198,7 @@ class MaskedAutoencoder(nn.Module):
         # MAE-AST's discriminative (InfoNCE) head
         self.decoder_cls = nn.Linear(cfg.decoder_dim, cfg.patch_dim) if cfg.objective in ("joint", "discriminative") else None
         self.reset_parameters()
+        self.register_load_state_dict_pre_hook(_norm_stats_of_version_0_1_0)
 
     # HEAR attributes
     sample_rate = SAMPLE_RATE
@@ -215,6 +224,24 @@ class MaskedAutoencoder(nn.Module):
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
+
+    # ---- normalisation statistics: in `cfg`, the one record (docs/design.md, "Normalisation") ---------
+    def set_norm_stats(self, mean: float, std: float) -> None:
+        """Replace the front end's statistics (finite, std > 0, else BadInput); they are saved with the config."""
+        try:
+            mean, std = float(mean), float(std)
+        except (TypeError, ValueError):
+            mean = std = math.nan
+        if not (math.isfinite(mean) and math.isfinite(std) and std > 0):  # 0 gives NaN embeddings, < 0 flips them
+            raise BadInput(f"norm_stats=[{mean}, {std}]: expected [mean, std], finite, with std > 0")
+        self.cfg = cfg = self.cfg.replace(norm_mean=mean, norm_std=std)
+        self.frontend.use_config(cfg)
+
+    def get_extra_state(self) -> dict:  # state dicts (training state) carry the statistics too
+        return {"norm_stats": [self.cfg.norm_mean, self.cfg.norm_std]}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.set_norm_stats(*state["norm_stats"])
 
     @property
     def device(self) -> torch.device:

@@ -414,6 +414,8 @@ def mae_ast_model(ckpt: dict, source: str, input_frames: int | None = None,
     bn_var = sd["batch_norm.running_var"].double().reshape(-1) if "batch_norm.running_var" in sd else None
     if bn_mean is None or bn_var is None or bn_mean.numel() != 1 or bn_var.numel() != 1:
         raise CheckpointError(f"{source}: expected batch_norm.running_mean and running_var of one channel each")
+    if not float(bn_var) + BN_EPS > 0:  # also NaN
+        raise CheckpointError(f"{source}: batch_norm.running_var is {float(bn_var)}; a variance must be >= 0")
     cfg = base.replace(
         name=name, n_mels=n_mels, patch_size=(ph, pw), input_frames=input_frames or base.input_frames,
         dim=dim, depth=depth, heads=heads, mlp_ratio=ffn / dim, norm_position=norm_position,
@@ -453,7 +455,6 @@ def mae_ast_model(ckpt: dict, source: str, input_frames: int | None = None,
             tensors[f"{side}.blocks.{i}.attn.qkv.weight"] = torch.cat([parts[f"{p}_proj.weight"] for p in "qkv"])
             for p in "qkv":
                 tensors[f"{side}.blocks.{i}.attn.{p}_bias"] = parts[f"{p}_proj.bias"]
-    tensors["frontend.norm_stats"] = torch.tensor([cfg.norm_mean, cfg.norm_std])
     model = MaskedAutoencoder(cfg)
     _load(model, tensors, unknown, source, {})
     return model
@@ -470,8 +471,6 @@ def _validate(cfg, source: str) -> None:
 def _load(model: MaskedAutoencoder, tensors: dict, unknown: list[str], source: str, official_names: dict) -> None:
     """Strict load with one message listing every difference (official names where we know them)."""
     expected = model_state(model)
-    if "frontend.norm_stats" not in tensors:
-        tensors["frontend.norm_stats"] = expected["frontend.norm_stats"].clone()
     missing = sorted(official_names.get(k, k) for k in set(expected) - set(tensors))
     shapes = [f"{official_names.get(k, k)}: file {tuple(tensors[k].shape)} vs expected {tuple(v.shape)}"
               for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]

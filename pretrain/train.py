@@ -199,7 +199,7 @@ def train(tc: TrainConfig) -> Path:
     else:  # the data's normalisation statistics, once, from a sample of clips (all ranks' shares)
         count, s1, s2 = all_sum(corpus.stats(), world).tolist()
         mean = s1 / count
-        model.frontend.set_norm_stats(mean, math.sqrt(max(s2 / count - mean * mean, 1e-12)))
+        model.set_norm_stats(mean, math.sqrt(max(s2 / count - mean * mean, 1e-12)))
     say(f"{cfg.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, norm_stats "
         f"{[round(v, 4) for v in model.frontend.norm_stats.tolist()]}, {total} steps of {global_batch} clips "
         f"({steps_per_epoch} per epoch), peak lr {peak:.3g} ({schedule}, warm-up {warmup}), {tc.precision} on {device} x {world}")

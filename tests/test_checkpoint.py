@@ -59,3 +59,53 @@ def test_a_configuration_with_impossible_values_is_refused_with_every_problem_na
     d = {**json.loads(get_preset("msm-mae-micro").to_json()), **change}
     with pytest.raises(BadInput, match=message):
         ModelConfig.from_dict(d)
+
+
+# ---- normalisation statistics: one record, in the configuration -------------------------------------
+def _rewrite(src: Path, dst: Path, config: dict | None = None, tensors: dict | None = None) -> Path:
+    """A copy of checkpoint `src` with its configuration or tensors changed (metadata kept otherwise)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(src), framework="pt") as f:
+        meta = dict(f.metadata())
+    meta["config"] = json.dumps({**json.loads(meta["config"]), **(config or {})})
+    save_file({**load_file(str(src)), **(tensors or {})}, str(dst), metadata=meta)
+    return dst
+
+
+@pytest.mark.parametrize("std", [0.0, -4.2])
+def test_a_checkpoint_whose_std_is_not_positive_is_refused_naming_the_file(tmp_path, micro_checkpoints, std):
+    bad = _rewrite(micro_checkpoints["msm-mae-micro"], tmp_path / "zero_std.safetensors", config={"norm_std": std})
+    with pytest.raises(BadInput, match=rf"zero_std.safetensors.*norm_std={std} must be > 0"):
+        hear_maeast.load_model(str(bad))
+
+
+def test_a_version_0_1_0_statistics_tensor_with_a_negative_std_is_refused(tmp_path):
+    bad = _rewrite(DATA / "v0.1.0-msm-mae-tiny.safetensors", tmp_path / "old.safetensors",
+                   tensors={"frontend.norm_stats": torch.tensor([-5.5, -3.25])})
+    with pytest.raises(BadInput, match=r"old.safetensors: frontend.norm_stats: norm_stats=\[-5.5, -3.25\]: expected .* std > 0"):
+        hear_maeast.load_model(str(bad))
+
+
+def test_norm_stats_live_in_the_configuration_and_travel_with_it(tmp_path):
+    from hear_maeast.checkpoint import save_checkpoint
+    from hear_maeast.model import MaskedAutoencoder
+
+    model = MaskedAutoencoder(get_preset("mae-ast-frame-micro"))
+    model.set_norm_stats(-3.0, 2.5)
+    assert (model.cfg.norm_mean, model.cfg.norm_std) == (-3.0, 2.5) and model.frontend.norm_stats.tolist() == [-3.0, 2.5]
+    with pytest.raises(RuntimeError):  # a copy: writing into it cannot silently diverge from the configuration
+        model.frontend.norm_stats.copy_(torch.tensor([0.0, 1.0]))
+    with pytest.raises(BadInput, match=r"norm_stats=\[1.0, 0.0\]: expected \[mean, std\], finite, with std > 0"):
+        model.set_norm_stats(1.0, 0.0)
+    loaded = hear_maeast.load_model(str(save_checkpoint(model, tmp_path / "m.safetensors")))
+    assert loaded.cfg == model.cfg
+    # a PyTorch state dict (the training state) carries them, and one written by 0.1.0 still loads
+    fresh = MaskedAutoencoder(get_preset("mae-ast-frame-micro"))
+    fresh.load_state_dict(model.state_dict())
+    assert fresh.cfg == model.cfg
+    old = {k: v for k, v in model.state_dict().items() if k != "_extra_state"}
+    fresh = MaskedAutoencoder(get_preset("mae-ast-frame-micro"))
+    fresh.load_state_dict({**old, "frontend.norm_stats": torch.tensor([-1.0, 0.5])})
+    assert (fresh.cfg.norm_mean, fresh.cfg.norm_std) == (-1.0, 0.5)
