@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hear_maeast.checkpoint import CheckpointNotFound, is_safetensors, load_checkpoint
+from hear_maeast.checkpoint import CheckpointNotFound
+from hear_maeast.loading import load_any
 from hear_maeast.model import MaskedAutoencoder, tokens_to_columns
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default.safetensors"
@@ -43,12 +44,7 @@ def load_model(model_file_path: str = "", **model_options) -> MaskedAutoencoder:
         hint = " (the package was installed without its default weights)" if not model_file_path else ""
         raise CheckpointNotFound(f"checkpoint file not found: {path}{hint}")
     official = {k: model_options[k] for k in ("trust_pickle", "input_frames", "patch_size") if k in model_options}
-    if is_safetensors(path) and not official:
-        model = load_checkpoint(path)
-    else:  # the authors' .pth / fairseq .pt files, detected by content (README: "Using the authors' weights")
-        from hear_maeast.official import load_official
-
-        model = load_official(path, **official)
+    model = load_any(path, **official)  # ours or the authors' files, told apart by content
     return configure(model, **{k: v for k, v in model_options.items() if k not in official})
 
 

@@ -37,16 +37,12 @@ def convert(src: Path, dst: Path, trust_pickle: bool, input_frames: int | None, 
     The authors' licences apply to the result: it is for your own evaluation, not for redistribution.
     SRC may also be a hear_maeast checkpoint, e.g. to store it in float16; its provenance is kept.
     """
-    from hear_maeast.checkpoint import is_safetensors, load_checkpoint
-    from hear_maeast.official import load_official
+    from hear_maeast.loading import load_any
 
     if dst.suffix != ".safetensors":
         raise click.BadParameter(f"{dst}: the destination must end in .safetensors", param_hint="DST")
     try:
-        if is_safetensors(src) and not (trust_pickle or input_frames or patch_size):
-            model = load_checkpoint(src)
-        else:
-            model = load_official(src, trust_pickle=trust_pickle, input_frames=input_frames, patch_size=patch_size)
+        model = load_any(src, trust_pickle=trust_pickle, input_frames=input_frames, patch_size=patch_size)
     except CheckpointError as e:
         raise click.ClickException(str(e)) from None
     provenance = dict(getattr(model, "provenance", {}) or {})

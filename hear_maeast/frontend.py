@@ -83,8 +83,7 @@ class FrontEnd(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        with torch.device("cpu"):  # real filterbanks even when the model is built on the meta device (shape checks)
-            self.features = LogMel(cfg.n_mels) if cfg.frontend == "logmel" else KaldiFbank(cfg.n_mels)
+        self.features = LogMel(cfg.n_mels) if cfg.frontend == "logmel" else KaldiFbank(cfg.n_mels)
         self.use_config(cfg)
 
     def use_config(self, cfg: ModelConfig) -> None:

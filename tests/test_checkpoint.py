@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,98 @@ def test_norm_stats_live_in_the_configuration_and_travel_with_it(tmp_path):
     fresh = MaskedAutoencoder(get_preset("mae-ast-frame-micro"))
     fresh.load_state_dict({**old, "frontend.norm_stats": torch.tensor([-1.0, 0.5])})
     assert (fresh.cfg.norm_mean, fresh.cfg.norm_std) == (-1.0, 0.5)
+
+
+# ---- bounded memory and time for any file ------------------------------------------------------------
+PROBE = """
+import json, os, resource, sys, time
+import hear_maeast.api, hear_maeast.official  # imported once, before measuring
+for path in sys.argv[1:]:
+    sys.stdout.flush()
+    if os.fork() == 0:  # each file in a fresh child: its own peak memory
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        start = time.perf_counter()
+        try:
+            hear_maeast.api.load_model(path)
+            error = None
+        except Exception as e:
+            error = f"{type(e).__name__}: {e}"
+        grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        print(json.dumps({"path": path, "error": error, "seconds": time.perf_counter() - start, "grew_mib": grew}))
+        sys.stdout.flush()
+        os._exit(0)
+    os.wait()
+"""
+
+
+def load_in_children(paths: list[Path]) -> dict[str, dict]:
+    """load_model(path) for each path in a fresh child process: its error, seconds and peak memory growth (MiB)."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", PROBE, *map(str, paths)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return {Path(r["path"]).name: r for r in map(json.loads, res.stdout.strip().splitlines())}
+
+
+def _zip_bomb(path: Path, inflated_mib: int) -> Path:
+    """A torch-style zip whose data.pkl is `inflated_mib` MiB of pickle opcodes, deflated to a few MiB."""
+    import zipfile
+
+    chunk = b"N0" * (1 << 19)  # 1 MiB of NONE, POP
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        with z.open("archive/data.pkl", "w", force_zip64=True) as f:
+            f.write(b"\x80\x02")
+            for _ in range(inflated_mib):
+                f.write(chunk)
+            f.write(b".")
+    return path
+
+
+@pytest.fixture(scope="module")
+def hostile_loads(tmp_path_factory, micro_checkpoints) -> dict[str, dict]:
+    """Small files that claim, or inflate to, far more than they hold; each loaded in a fresh process."""
+    tmp = tmp_path_factory.mktemp("hostile")
+    files = [
+        _rewrite(micro_checkpoints["msm-mae-micro"], tmp / "wide.safetensors", config={"dim": 2048, "heads": 16}),
+        _rewrite(micro_checkpoints["msm-mae-micro"], tmp / "deep.safetensors", config={"depth": 1_000_000}),
+        _zip_bomb(tmp / "checkpoint-100.pth", 512),
+        tmp / "model.pt",
+    ]
+    files[-1].write_bytes(b"\x80\x02" + b"N0" * 4_000_000 + b".")  # legacy torch.save format: pickles in a row
+    assert all(f.stat().st_size < 10 << 20 for f in files)
+    return load_in_children(files)
+
+
+@pytest.mark.parametrize("name,message", [
+    ("wide.safetensors", r"does not match model .* \(checked before building it\): wrong shapes .*"
+                         r"'patch_embed.weight: file \(32, 256\) vs expected \(2048, 256\)"),
+    ("deep.safetensors", r"does not match .*missing blocks \['encoder.blocks.2', .* \.\.\."),
+])
+def test_a_small_file_claiming_a_huge_model_is_refused_before_anything_is_allocated(hostile_loads, name, message):
+    got = hostile_loads[name]
+    assert re.search(rf"CheckpointError: .*{name}: the file " + message, got["error"]), got
+    assert got["grew_mib"] < 100 and got["seconds"] < 20, got  # building it first took 400+ MiB, or minutes
+
+
+def test_the_sizes_checked_before_building_are_the_models_own():
+    from hear_maeast.checkpoint import model_state, size_claims
+    from hear_maeast.config import PRESETS
+    from hear_maeast.model import MaskedAutoencoder
+
+    for cfg in PRESETS.values():
+        if "micro" in cfg.name or "tiny" in cfg.name:
+            state = model_state(MaskedAutoencoder(cfg))
+            assert {k: tuple(state[k].shape) for k in size_claims(cfg)} == size_claims(cfg)
+
+
+def test_a_pickle_that_inflates_to_gigabytes_is_refused_at_once(hostile_loads):
+    got = hostile_loads["checkpoint-100.pth"]  # 2.3 MiB on disk
+    assert re.search(r"checkpoint-100.pth: a zip whose entries inflate to 512 MiB from a 2.\d MiB file", got["error"])
+    assert got["grew_mib"] < 100 and got["seconds"] < 20, got  # scanning it took minutes in gigabytes
+
+
+def test_a_pickle_with_millions_of_operations_is_refused_after_a_bounded_scan(hostile_loads):
+    got = hostile_loads["model.pt"]
+    assert "model.pt: its object pickle has more than 2000000 operations" in got["error"], got
+    assert got["grew_mib"] < 100, got

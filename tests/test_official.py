@@ -23,7 +23,8 @@ import torchaudio
 import hear_maeast
 from hear_maeast.checkpoint import CheckpointError, model_state
 from hear_maeast.model import sincos_1d, sincos_2d, tokens_to_columns
-from hear_maeast.official import detect_format, mae_ast_model, msm_mae_model
+from hear_maeast.loading import detect_format
+from hear_maeast.official import mae_ast_model, msm_mae_model
 
 from conftest import BIN, run_env
 
