@@ -10,17 +10,20 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from hear_maeast.errors import BadInput
 from hear_maeast.timing import SAMPLE_RATE
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 
 
 def load_audio(path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
-    """Decode `path` to float32 mono at `sample_rate`: [n_samples]. Raises ValueError naming the file."""
+    """Decode `path` to float32 mono at `sample_rate`: [n_samples]. Raises BadInput (a ValueError) naming the file."""
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # [N, C]
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
-        raise ValueError(f"{path}: cannot decode audio ({e})") from e
+        raise BadInput(f"{path}: cannot decode audio ({e}); expected a wav, flac or ogg file") from e
+    if len(data) == 0:
+        raise BadInput(f"{path}: the file holds no audio (0 samples); remove it or record something")
     wav = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
     if sr != sample_rate:
         wav = torchaudio.functional.resample(wav, sr, sample_rate)
@@ -47,4 +50,4 @@ def find_audio(root) -> list[Path]:
     if root.is_file() and root.suffix.lower() in (".txt", ".lst", ".list"):
         lines = [ln.strip() for ln in root.read_text().splitlines()]
         return [(root.parent / ln) if not Path(ln).is_absolute() else Path(ln) for ln in lines if ln and not ln.startswith("#")]
-    raise ValueError(f"{root}: expected a folder of audio files or a text file listing them")
+    raise BadInput(f"{root}: expected a folder of audio files or a text file listing them")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -55,9 +56,21 @@ def atomic_write(path: Path, write) -> None:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        raise
+        named = _naming(e, path)
+        if named is e:
+            raise
+        raise named from e
+
+
+def _naming(e: BaseException, path: Path) -> BaseException:
+    """An OS error while writing `path` (disk full ...) as an OSError that names it; writers such as numpy's and
+    safetensors' report ENOSPC without the file, safetensors inside its own exception type."""
+    if isinstance(e, OSError):
+        return OSError(e.errno, e.strerror or str(e), str(path))
+    m = re.search(r"os error (\d+)", str(e)) if isinstance(e, Exception) else None
+    return OSError(int(m[1]), os.strerror(int(m[1])), str(path)) if m else e
 
 
 def save_checkpoint(model: MaskedAutoencoder, path, provenance: dict | None = None, dtype=None) -> Path:
@@ -71,10 +84,11 @@ def save_checkpoint(model: MaskedAutoencoder, path, provenance: dict | None = No
 
 
 def is_safetensors(path: Path) -> bool:
-    """Content sniffing: 8-byte little-endian header length, then a JSON object."""
+    """Content sniffing: 8-byte little-endian header length (safetensors caps it at 100 MB), then a JSON object;
+    a truncated file still sniffs as one, so that reading it says so."""
     with open(path, "rb") as f:
         head = f.read(9)
-    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < os.path.getsize(path)
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= 100_000_000
 
 
 def read_header(path) -> tuple[dict, dict[str, tuple[int, ...]]]:

@@ -179,8 +179,9 @@ def scan_torch_file(path: Path) -> tuple[set[str], set[str]]:
         raise
     except Exception as e:  # pickletools raises ValueError on garbage; zipfile BadZipFile; EOF on truncation
         raise CheckpointError(
-            f"{path}: not a torch checkpoint that can be inspected ({type(e).__name__}: {e}); expected an official "
-            "MSM-MAE .pth, an official MAE-AST .pt, or a hear_maeast .safetensors file"
+            f"{path}: not a checkpoint hear_maeast can read: neither safetensors nor a readable torch.save file "
+            f"({type(e).__name__}: {e}); expected a hear_maeast .safetensors file, an official MSM-MAE .pth or an "
+            "official MAE-AST .pt (a truncated download looks like this too)"
         ) from e
 
 
