@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from hear_maeast import __version__
 from hear_maeast.checkpoint import atomic_write, save_checkpoint
-from hear_maeast.config import get_preset
+from hear_maeast.config import ModelConfig, get_preset
 from hear_maeast.masking import chunk_mask, random_mask
 from hear_maeast.model import MaskedAutoencoder
 from hear_maeast.provenance import git_commit
@@ -183,7 +183,7 @@ def train(tc: TrainConfig) -> Path:
     step = 0
     if tc.resume:
         state = torch.load(run / STATE_FILE, map_location=device, weights_only=True)
-        if state["config"] != cfg.to_json():
+        if ModelConfig.from_json(state["config"]) != cfg:  # run folders of 0.1.0 use older key names
             raise SystemExit(f"--resume: {run} was trained with a different model configuration ({json.loads(state['config'])['name']}); "
                              "resume with the same --preset and masking/objective options")
         model.load_state_dict(state["model"])
