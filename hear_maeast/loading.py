@@ -46,18 +46,19 @@ def load_any(path, trust_pickle: bool = False, input_frames: int | None = None, 
     if input_frames is not None and (isinstance(input_frames, bool) or not isinstance(input_frames, int)
                                      or input_frames <= 0):
         raise CheckpointError(f"input_frames={input_frames!r}: expected a positive int (frames of 10 ms)")
-    kind = detect_format(path)
-    if kind == SAFETENSORS:
+    file_format = detect_format(path)
+    if file_format == SAFETENSORS:
         return _own_file(path, input_frames, patch).eval()
     from hear_maeast import official
 
-    if kind == MSM_MAE:
+    if file_format == MSM_MAE:
         model = official.msm_mae_model(read_msm_mae_file(path, trust_pickle), source=str(path),
                                        folder=path.parent.name, input_frames=input_frames, patch_size=patch)
     else:
         model = official.mae_ast_model(read_fairseq_file(path, trust_pickle), source=str(path),
                                        input_frames=input_frames, patch_size=patch)
-    model.provenance = {"converted_from": path.name, "official_format": kind, "licence": official.LICENCES[kind]}
+    model.provenance = {"converted_from": path.name, "official_format": file_format,
+                        "licence": official.LICENCES[file_format]}
     return model.eval()
 
 

@@ -319,21 +319,22 @@ def _mae_ast_config(sd: dict, mcfg: dict, tcfg: dict, source: str, input_frames:
     if differ:
         raise CheckpointError(f"{source}: unsupported or inconsistent MAE-AST checkpoint: " + "; ".join(differ))
     n_mels = int(tcfg.get("feature_dim", 128))
-    kind = "frame" if ph == n_mels else "patch"
-    base = get_preset(f"mae-ast-{kind}-12l")
+    tokens = "frame" if ph == n_mels else "patch"
+    base = get_preset(f"mae-ast-{tokens}-12l")
     heads = int(mcfg.get("encoder_attention_heads", 12))
     # MAE_AST_Config.layer_norm_first: True is a pre-norm stack whose final LayerNorm follows the blocks
     norm_position = "pre" if bool(mcfg.get("layer_norm_first", False)) else "post"
-    mask = tcfg.get("mask_type", "chunk_mask" if kind == "patch" else "random_mask")
+    mask = tcfg.get("mask_type", "chunk_mask" if tokens == "patch" else "random_mask")
     ratio = float(mcfg.get("random_mask_prob", base.mask_ratio))  # "retain_spans" uses 1.45 for ~75 %
     dim, depth, ffn = sizes["dim"], sizes["depth"], sizes["ffn"]
     standard = (dim, ffn, norm_position) == (768, 3072, "post")
     mean, std = _batch_norm_stats(sd, source)
     return base.replace(
-        name=f"mae-ast-{kind}-{depth}l" + ("" if standard else f"-d{dim}-{norm_position}norm"), n_mels=n_mels,
+        name=f"mae-ast-{tokens}-{depth}l" + ("" if standard else f"-d{dim}-{norm_position}norm"), n_mels=n_mels,
         patch_size=(ph, pw), input_frames=input_frames or base.input_frames, dim=dim, depth=depth, heads=heads,
         mlp_ratio=ffn / dim, norm_position=norm_position, decoder_dim=sizes["decoder_dim"],
-        decoder_depth=sizes["decoder_depth"], decoder_heads=heads, mask_kind="chunk" if mask == "chunk_mask" else "random",
+        decoder_depth=sizes["decoder_depth"], decoder_heads=heads,
+        mask_kind="chunk" if mask == "chunk_mask" else "random",
         mask_ratio=ratio if 0 <= ratio < 1 else base.mask_ratio, norm_mean=mean, norm_std=std, norm_scale=0.5,
     )
 
