@@ -74,7 +74,7 @@ def step_flops(cfg, path: str) -> float:
 
 
 # ---- one path in this process --------------------------------------------------------------------
-def spectrograms(cfg, frontend, batch: int, generator: torch.Generator) -> torch.Tensor:
+def spectrograms(cfg, frontend, batch: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
     """Normalised spectrograms [B, F, input_frames] from the model's own front end on synthetic audio
     (noise plus a few tones: the step's cost does not depend on the values)."""
     n_samples = (cfg.input_frames + 4) * 160
@@ -82,7 +82,7 @@ def spectrograms(cfg, frontend, batch: int, generator: torch.Generator) -> torch
     freqs = 100 + 4000 * torch.rand(batch, 3, 1, generator=generator)
     wav = 0.05 * torch.randn(batch, n_samples, generator=generator) + 0.1 * torch.sin(2 * torch.pi * freqs * t).sum(1)
     with torch.no_grad():
-        return frontend(wav.to(frontend.norm_stats.device))[..., : cfg.input_frames].contiguous()
+        return frontend(wav.to(device))[..., : cfg.input_frames].contiguous()
 
 
 def build(cfg, path: str, device: torch.device, autocast=nullcontext()):
@@ -139,7 +139,7 @@ def measure(preset: str, path: str, mask_ratio: float, batch: int, threads: int,
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     model, optimizer, loss_fn, clip = build(cfg, path, dev, autocast)
     g = torch.Generator().manual_seed(0)
-    spec = spectrograms(cfg, model.frontend if path == "mae" else model.mae.frontend, batch, g)  # [B, F, T]
+    spec = spectrograms(cfg, model.frontend if path == "mae" else model.mae.frontend, batch, g, device)  # [B, F, T]
     model.train()
     materialise_optimizer_state(model, optimizer)
 

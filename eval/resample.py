@@ -2,7 +2,7 @@
 
 The official HEAR 2021 archives on Zenodo hold 48 kHz audio only (the small open tasks 44.1 kHz); a 16 kHz
 model reads only `<task>/16000/<split>/`. This writes that folder, copying the metadata and label files, with
-torchaudio's band-limited sinc resampler. Every clip of n samples at rate r becomes round(n * sr / r) samples,
+the package's one resampler, `hear_maeast.audio.resample` (soxr). Every clip of n samples at rate r becomes round(n * sr / r) samples,
 so clips of equal length within a split stay equal. Finished files are kept on a re-run (writes are atomic).
 """
 

@@ -11,7 +11,7 @@ model gets its own folder):
 
 Embeddings: `heareval.embeddings.task_embeddings.task_embeddings` with heareval's `Embedding` wrapper, in this
 process (heareval's embeddings runner refuses to start on a CUDA machine with tensorflow-cpu).
-Scores: `python -m heareval.predictions.runner` in a subprocess, with the environment HEAR_STACK.md documents.
+Scores: `python -m heareval.predictions.runner` in a subprocess, with the environment README "The install" documents.
 A re-run resumes: finished embeddings and scores are kept, failed or half-written ones are redone.
 """
 

@@ -30,8 +30,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hear_maeast.checkpoint import CheckpointNotFound, is_safetensors, load_checkpoint
+from hear_maeast.checkpoint import CheckpointNotFound
 from hear_maeast.errors import BadInput, WorkFailed
+from hear_maeast.loading import load_any
 from hear_maeast.model import MAX_BATCH, MaskedAutoencoder, tokens_to_columns
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default.safetensors"
@@ -55,12 +56,7 @@ def load_model(model_file_path: str = "", **model_options) -> MaskedAutoencoder:
         hint = " (the package was installed without its default weights)" if not model_file_path else ""
         raise CheckpointNotFound(f"checkpoint file not found: {path}{hint}")
     official = {k: model_options[k] for k in ("trust_pickle", "input_frames", "patch_size") if k in model_options}
-    if is_safetensors(path) and not official:
-        model = load_checkpoint(path)
-    else:  # the authors' .pth / fairseq .pt files, detected by content (README: "Using the authors' weights")
-        from hear_maeast.official import load_official
-
-        model = load_official(path, **official)
+    model = load_any(path, **official)  # ours or the authors' files, told apart by content
     model.source = str(path)
     return configure(model, **{k: v for k, v in model_options.items() if k not in official})
 
@@ -73,7 +69,7 @@ def configure(model: MaskedAutoencoder, layer: int = -1, norm_stats=None, device
     if norm_stats is not None:
         if not (isinstance(norm_stats, (list, tuple)) and len(norm_stats) == 2):
             raise BadInput(f"norm_stats={norm_stats!r}: expected [mean, std]")
-        model.frontend.set_norm_stats(*norm_stats)
+        model.set_norm_stats(*norm_stats)
     if not isinstance(max_batch, int) or max_batch < 1:
         raise BadInput(f"max_batch={max_batch!r}: expected a positive int")
     model.layer, model.max_batch = layer, max_batch

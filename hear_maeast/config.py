@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 
+from hear_maeast.errors import BadInput
 from hear_maeast.timing import FRAME0_MS, FRAME_MS
 
 FAMILIES = ("msm-mae", "mae-ast")
@@ -22,8 +24,8 @@ class ModelConfig:
     # front end
     frontend: str  # "logmel" (MSM-MAE: torchaudio MelSpectrogram, Slaney) | "fbank" (MAE-AST: Kaldi fbank)
     n_mels: int
-    norm_mean: float  # fixed normalisation statistics: x <- (x - mean) / std * scale
-    norm_std: float
+    norm_mean: float  # fixed normalisation statistics, x <- (x - mean) / std * scale: the one record of them
+    norm_std: float  # (docs/design.md, "Normalisation"); change them with MaskedAutoencoder.set_norm_stats
     norm_scale: float = 1.0  # MAE-AST multiplies its BatchNorm output by 0.5
     # tokens
     input_frames: int = 208  # frames per encoder chunk (fixed grid for 2-D positions, a maximum for 1-D)
@@ -37,8 +39,8 @@ class ModelConfig:
     depth: int = 12
     heads: int = 12
     mlp_ratio: float = 4.0
-    block: str = "prenorm"  # "prenorm" (timm/MAE ViT) | "postnorm" (wav2vec2 / fairseq)
-    qkv_bias: str = "qv"  # "qv": q and v biases, no k bias (MSM-MAE) | "qkv" (MAE-AST)
+    norm_position: str = "pre"  # LayerNorm "pre" (timm/MAE ViT) | "post" (wav2vec2 / fairseq) the residual add
+    k_bias: bool = False  # attention key bias: MSM-MAE has q and v biases only; MAE-AST (fairseq) all three
     norm_eps: float = 1e-6
     # decoder (pretraining only; kept in the same model so a checkpoint holds the whole model)
     decoder_dim: int = 384
@@ -110,51 +112,127 @@ class ModelConfig:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
+    def from_json(cls, text: str) -> "ModelConfig":
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
+        """A validated configuration; keys written by earlier versions are read under their old names too."""
+        if not isinstance(d, dict):
+            raise BadInput(f"a model configuration must be a JSON object, got {type(d).__name__}")
+        d = _upgrade(d)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown model configuration fields {unknown}; known: {sorted(names)}")
-        d = dict(d)
-        if "patch_size" in d:
+        missing = sorted(f.name for f in dataclasses.fields(cls)
+                         if f.name not in d and f.default is dataclasses.MISSING)
+        if unknown or missing:
+            raise BadInput(f"model configuration: unknown fields {unknown}, missing fields {missing}; "
+                           f"known: {sorted(names)}")
+        if isinstance(d.get("patch_size"), list):
             d["patch_size"] = tuple(d["patch_size"])
         cfg = cls(**d)
         cfg.validate()
         return cfg
 
     def validate(self) -> None:
-        ph, pw = self.patch_size
-        problems = []
-        if self.family not in FAMILIES:
-            problems.append(f"family {self.family!r} is not one of {FAMILIES}")
-        if self.n_mels % ph:
-            problems.append(f"n_mels={self.n_mels} is not a multiple of the patch height {ph}")
-        if self.input_frames % pw:
-            problems.append(f"input_frames={self.input_frames} is not a multiple of the patch width {pw}")
-        if self.dim % self.heads or self.decoder_dim % self.decoder_heads:
-            problems.append("dim and decoder_dim must be multiples of their head counts")
-        if not 0.0 <= self.mask_ratio < 1.0:
-            problems.append(f"mask_ratio={self.mask_ratio} must be in [0, 1)")
-        for name, value, allowed in [
-            ("frontend", self.frontend, ("logmel", "fbank")),
-            ("token_order", self.token_order, ("freq_major", "time_major")),
-            ("patch_flatten", self.patch_flatten, ("ft", "tf")),
-            ("positions", self.positions, ("sincos2d", "sincos1d")),
-            ("block", self.block, ("prenorm", "postnorm")),
-            ("qkv_bias", self.qkv_bias, ("qv", "qkv")),
-            ("mask_kind", self.mask_kind, ("random", "chunk")),
-            ("objective", self.objective, ("mse", "joint", "generative", "discriminative")),
-            ("scene_pool", self.scene_pool, ("columns", "tokens")),
-        ]:
-            if value not in allowed:
-                problems.append(f"{name}={value!r} is not one of {allowed}")
+        """Raise BadInput listing every problem: wrong types, sizes that are not positive, unknown choices."""
+        problems = _type_problems(self)
+        if not problems:  # the arithmetic below needs the right types
+            problems = _value_problems(self)
         if problems:
-            raise ValueError(f"invalid model configuration {self.name!r}: " + "; ".join(problems))
+            raise BadInput(f"invalid model configuration {self.name!r}: " + "; ".join(problems))
+
+
+# ---- validation ------------------------------------------------------------------------------------
+_POSITIVE_INTS = ("n_mels", "input_frames", "dim", "depth", "heads", "decoder_dim", "decoder_heads")
+_CHOICES = {
+    "family": FAMILIES,
+    "frontend": ("logmel", "fbank"),
+    "token_order": ("freq_major", "time_major"),
+    "patch_flatten": ("ft", "tf"),
+    "positions": ("sincos2d", "sincos1d"),
+    "norm_position": ("pre", "post"),
+    "mask_kind": ("random", "chunk"),
+    "objective": ("mse", "joint", "generative", "discriminative"),
+    "scene_pool": ("columns", "tokens"),
+}
+MAX_MELS = 256  # more mel bins than the 512-point FFT has bins is meaningless (and bounds the filterbank's memory)
+# Configuration keys of version 0.1.0 -> (new key, old value -> new value)
+_LEGACY = {
+    "block": ("norm_position", {"prenorm": "pre", "postnorm": "post"}),
+    "qkv_bias": ("k_bias", {"qv": False, "qkv": True}),
+}
+
+
+def _upgrade(d: dict) -> dict:
+    """Configuration written by version 0.1.0 -> today's names (docs/design.md, "Transformer blocks")."""
+    d = dict(d)
+    for old, (new, values) in _LEGACY.items():
+        if old not in d:
+            continue
+        value = d.pop(old)
+        if value not in values:
+            raise BadInput(f"model configuration: {old}={value!r} is not one of {sorted(values)}")
+        if new in d and d[new] != values[value]:
+            raise BadInput(f"model configuration: {old}={value!r} contradicts {new}={d[new]!r}")
+        d[new] = values[value]
+    return d
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _type_problems(c: ModelConfig) -> list[str]:
+    problems = [f"{n}={getattr(c, n)!r} must be a positive int" for n in _POSITIVE_INTS
+                if not (_is_int(getattr(c, n)) and getattr(c, n) > 0)]
+    if not (_is_int(c.decoder_depth) and c.decoder_depth >= 0):
+        problems.append(f"decoder_depth={c.decoder_depth!r} must be an int >= 0")
+    if not (isinstance(c.patch_size, tuple) and len(c.patch_size) == 2
+            and all(_is_int(v) and v > 0 for v in c.patch_size)):
+        problems.append(f"patch_size={c.patch_size!r} must be two positive ints (mel bins, frames)")
+    for n in ("norm_mean", "norm_std", "norm_scale", "mlp_ratio", "norm_eps", "mask_ratio", "max_hop_ms"):
+        if not _is_number(getattr(c, n)):
+            problems.append(f"{n}={getattr(c, n)!r} must be a finite number")
+    for n in ("cls_token", "k_bias", "norm_pix_loss"):
+        if not isinstance(getattr(c, n), bool):
+            problems.append(f"{n}={getattr(c, n)!r} must be true or false")
+    problems += [f"{n}={getattr(c, n)!r} is not one of {allowed}" for n, allowed in _CHOICES.items()
+                 if getattr(c, n) not in allowed]
+    if not isinstance(c.name, str):
+        problems.append(f"name={c.name!r} must be a string")
+    return problems
+
+
+def _value_problems(c: ModelConfig) -> list[str]:
+    ph, pw = c.patch_size
+    problems = []
+    if c.n_mels > MAX_MELS:
+        problems.append(f"n_mels={c.n_mels} is more than {MAX_MELS}")
+    if c.n_mels % ph:
+        problems.append(f"n_mels={c.n_mels} is not a multiple of the patch height {ph}")
+    if c.input_frames % pw:
+        problems.append(f"input_frames={c.input_frames} is not a multiple of the patch width {pw}")
+    if c.dim % c.heads or c.decoder_dim % c.decoder_heads:
+        problems.append("dim and decoder_dim must be multiples of their head counts")
+    if not 0.0 <= c.mask_ratio < 1.0:
+        problems.append(f"mask_ratio={c.mask_ratio} must be in [0, 1)")
+    for n in ("norm_std", "norm_scale", "mlp_ratio", "norm_eps", "max_hop_ms"):
+        if getattr(c, n) <= 0:
+            problems.append(f"{n}={getattr(c, n)} must be > 0" + (
+                " (a std of 0 gives NaN embeddings, a negative one flips their sign)" if n == "norm_std" else ""))
+    if c.mlp_ratio > 0 and int(c.dim * c.mlp_ratio) < 1:
+        problems.append(f"mlp_ratio={c.mlp_ratio} leaves no hidden units at width {c.dim}")
+    return problems
 
 
 # ---- presets -----------------------------------------------------------------------------------
 # MSM-MAE (Niizumi et al. 2022): log-mel 80 bins, ViT-Base, 2-D sin-cos positions, CLS, q/v bias.
-# AudioSet stats commonly used with this front end (REFERENCE.md); pretraining replaces them with the data's.
+# AudioSet stats commonly used with this front end (docs/design.md, "Normalisation"); pretraining replaces them with the data's.
 _MSM = ModelConfig(
     name="msm-mae-base-80x208p16x16", family="msm-mae", frontend="logmel", n_mels=80,
     norm_mean=-7.1, norm_std=4.2,
@@ -165,7 +243,7 @@ _MAE_AST = ModelConfig(
     name="mae-ast-patch-12l", family="mae-ast", frontend="fbank", n_mels=128,
     norm_mean=-4.27, norm_std=4.57, norm_scale=0.5,
     input_frames=1024, patch_size=(16, 16), token_order="time_major", patch_flatten="tf",
-    positions="sincos1d", cls_token=False, block="postnorm", qkv_bias="qkv", norm_eps=1e-5,
+    positions="sincos1d", cls_token=False, norm_position="post", k_bias=True, norm_eps=1e-5,
     decoder_dim=768, decoder_depth=2, decoder_heads=12,
     mask_kind="chunk", objective="joint", scene_pool="tokens",
 )
@@ -204,4 +282,4 @@ def get_preset(name: str) -> ModelConfig:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
+        raise BadInput(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None

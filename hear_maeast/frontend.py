@@ -74,24 +74,37 @@ class KaldiFbank(nn.Module):
 
 
 class FrontEnd(nn.Module):
-    """Waveform -> features -> (x - mean) / std * scale, with the statistics as buffers saved in checkpoints."""
+    """Waveform -> features -> (x - mean) / std * scale.
+
+    The statistics are the configuration's (`ModelConfig.norm_mean`, `norm_std`, `norm_scale`), the one record of
+    them (docs/design.md, "Normalisation"); change them with `MaskedAutoencoder.set_norm_stats`, which keeps the
+    model's configuration and this front end in step.
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.features = LogMel(cfg.n_mels) if cfg.frontend == "logmel" else KaldiFbank(cfg.n_mels)
-        self.register_buffer("norm_stats", torch.tensor([cfg.norm_mean, cfg.norm_std]))
-        self.scale = cfg.norm_scale
+        self.use_config(cfg)
+
+    def use_config(self, cfg: ModelConfig) -> None:
+        """Read the normalisation from `cfg` (called by the model whenever its configuration changes)."""
+        self.mean, self.std, self.scale = cfg.norm_mean, cfg.norm_std, cfg.norm_scale
+
+    @property
+    def norm_stats(self) -> torch.Tensor:
+        """[mean, std], a read-only copy: writing into it raises (use MaskedAutoencoder.set_norm_stats)."""
+        with torch.inference_mode():  # an inference tensor refuses in-place writes outside inference mode
+            return torch.tensor([self.mean, self.std])
+
+    def set_norm_stats(self, mean: float, std: float) -> None:
+        raise AttributeError("the normalisation statistics live in the model's configuration: call "
+                             "model.set_norm_stats(mean, std) (docs/design.md, \"Normalisation\")")
 
     def num_frames(self, num_samples: int) -> int:
         return self.features.num_frames(num_samples)
 
-    def set_norm_stats(self, mean: float, std: float) -> None:
-        if not (std > 0 and torch.isfinite(torch.tensor([mean, std])).all()):
-            raise ValueError(f"norm_stats must be [mean, std] with finite mean and std > 0, got {[mean, std]}")
-        self.norm_stats.copy_(torch.tensor([float(mean), float(std)]))
-
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.norm_stats[0]) / self.norm_stats[1] * self.scale
+        return (x - self.mean) / self.std * self.scale  # Python floats: float32 ops, as with float32 scalars
 
     def forward(self, wav: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
         """[B, N] -> [B, F, T]: normalised frames [start, stop) (all by default)."""

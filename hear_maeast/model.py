@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hear_maeast.config import ModelConfig
+from hear_maeast.errors import BadInput
 from hear_maeast.timing import SAMPLE_RATE
 
 MAX_BATCH = 64  # encoder sequences per forward pass when the HEAR API chunks long audio
@@ -96,16 +97,16 @@ def tokens_to_columns(x: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
 class Attention(nn.Module):
     """Multi-head self-attention through scaled_dot_product_attention.
 
-    qkv_bias "qv": q and v biases but no k bias (MSM-MAE/BEiT style, parameters `q_bias`, `v_bias`);
-    "qkv": all three (fairseq's q_proj/k_proj/v_proj, fused here).
+    k_bias False: q and v biases but no k bias (MSM-MAE/BEiT style, parameters `q_bias`, `v_bias`);
+    True: all three (fairseq's q_proj/k_proj/v_proj, fused here). docs/design.md, "Transformer blocks".
     """
 
-    def __init__(self, dim: int, heads: int, qkv_bias: str):
+    def __init__(self, dim: int, heads: int, k_bias: bool):
         super().__init__()
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.q_bias = nn.Parameter(torch.zeros(dim))
-        self.k_bias = nn.Parameter(torch.zeros(dim)) if qkv_bias == "qkv" else None
+        self.k_bias = nn.Parameter(torch.zeros(dim)) if k_bias else None
         self.v_bias = nn.Parameter(torch.zeros(dim))
         self.proj = nn.Linear(dim, dim)
 
@@ -131,11 +132,11 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     """pre-norm: x + attn(norm1(x)), then x + mlp(norm2(x)).  post-norm (wav2vec2): norm1(x + attn(x)), ..."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, style: str, qkv_bias: str, eps: float):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, norm_position: str, k_bias: bool, eps: float):
         super().__init__()
-        self.prenorm = style == "prenorm"
+        self.prenorm = norm_position == "pre"
         self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = Attention(dim, heads, qkv_bias)
+        self.attn = Attention(dim, heads, k_bias)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
@@ -150,10 +151,10 @@ class Block(nn.Module):
 class Transformer(nn.Module):
     """A stack of blocks with one LayerNorm: after the stack (pre-norm) or on its input (post-norm, wav2vec2)."""
 
-    def __init__(self, dim, depth, heads, mlp_ratio, style, qkv_bias, eps):
+    def __init__(self, dim, depth, heads, mlp_ratio, norm_position, k_bias, eps):
         super().__init__()
-        self.prenorm = style == "prenorm"
-        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, style, qkv_bias, eps) for _ in range(depth))
+        self.prenorm = norm_position == "pre"
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, norm_position, k_bias, eps) for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=eps)
 
     def forward(self, x: torch.Tensor, layer: int = -1) -> torch.Tensor:
@@ -168,6 +169,13 @@ class Transformer(nn.Module):
 
 
 # ---- the model ---------------------------------------------------------------------------------
+def _norm_stats_of_version_0_1_0(module, state_dict, prefix, *args) -> None:
+    """State dicts written by version 0.1.0 hold the statistics as a tensor `frontend.norm_stats`."""
+    old = state_dict.pop(prefix + "frontend.norm_stats", None)
+    if old is not None and prefix + "_extra_state" not in state_dict:
+        state_dict[prefix + "_extra_state"] = {"norm_stats": old.tolist()}
+
+
 class MaskedAutoencoder(nn.Module):
     """Front end, tokeniser, encoder on visible tokens, decoder on all tokens. See `hear_maeast.config`."""
 
@@ -181,7 +189,7 @@ class MaskedAutoencoder(nn.Module):
         self.patch_embed = nn.Linear(cfg.patch_dim, cfg.dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.dim)) if cfg.cls_token else None
         self.register_buffer("pos_embed", position_table(cfg, cfg.dim))  # [1, (1) + N, D]
-        block_args = (cfg.mlp_ratio, cfg.block, cfg.qkv_bias, cfg.norm_eps)
+        block_args = (cfg.mlp_ratio, cfg.norm_position, cfg.k_bias, cfg.norm_eps)
         self.encoder = Transformer(cfg.dim, cfg.depth, cfg.heads, *block_args)
         # decoder
         self.decoder_embed = nn.Linear(cfg.dim, cfg.decoder_dim) if cfg.decoder_dim != cfg.dim else nn.Identity()
@@ -198,6 +206,7 @@ class MaskedAutoencoder(nn.Module):
         self.max_batch = MAX_BATCH  # encoder sequences per forward pass
         self.provenance: dict = {}  # how the weights were made (checkpoint metadata), free-form
         self.source = ""  # the file the weights came from ("" = built in memory), named in error messages
+        self.register_load_state_dict_pre_hook(_norm_stats_of_version_0_1_0)
 
     # HEAR attributes
     sample_rate = SAMPLE_RATE
@@ -223,6 +232,24 @@ class MaskedAutoencoder(nn.Module):
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
+
+    # ---- normalisation statistics: in `cfg`, the one record (docs/design.md, "Normalisation") ---------
+    def set_norm_stats(self, mean: float, std: float) -> None:
+        """Replace the front end's statistics (finite, std > 0, else BadInput); they are saved with the config."""
+        try:
+            mean, std = float(mean), float(std)
+        except (TypeError, ValueError):
+            mean = std = math.nan
+        if not (math.isfinite(mean) and math.isfinite(std) and std > 0):  # 0 gives NaN embeddings, < 0 flips them
+            raise BadInput(f"norm_stats=[{mean}, {std}]: expected [mean, std], finite, with std > 0")
+        self.cfg = cfg = self.cfg.replace(norm_mean=mean, norm_std=std)
+        self.frontend.use_config(cfg)
+
+    def get_extra_state(self) -> dict:  # state dicts (training state) carry the statistics too
+        return {"norm_stats": [self.cfg.norm_mean, self.cfg.norm_std]}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.set_norm_stats(*state["norm_stats"])
 
     @property
     def device(self) -> torch.device:

@@ -1,4 +1,4 @@
-"""Pretraining objectives (REFERENCE.md 1 and 2): MSE on masked patches (MSM-MAE) and MAE-AST's InfoNCE + 10 x MSE.
+"""Pretraining objectives (docs/design.md, "Pretraining"): MSE on masked patches (MSM-MAE) and MAE-AST's InfoNCE + 10 x MSE.
 
 Shapes: B batch, N tokens, M masked tokens per clip (the same for every clip), P values per patch.
 """

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from hear_maeast import __version__
 from hear_maeast.checkpoint import atomic_write, save_checkpoint
-from hear_maeast.config import get_preset
+from hear_maeast.config import ModelConfig, get_preset
 from hear_maeast.masking import chunk_mask, random_mask
 from hear_maeast.model import MaskedAutoencoder
 from hear_maeast.provenance import git_commit
@@ -33,7 +33,7 @@ from pretrain.data import batch_indices, crop_batch, decode_all, list_audio
 from pretrain.losses import pretrain_loss
 
 MODEL_FILE, STATE_FILE, LOG_FILE = "model.safetensors", "train_state.pt", "log.csv"
-# The papers' recipes (REFERENCE.md). MAE-AST's fairseq Adam decays weights decoupled, i.e. AdamW.
+# The papers' recipes (docs/design.md, "Pretraining"). MAE-AST's fairseq Adam decays weights decoupled, i.e. AdamW.
 RECIPES = {
     "msm-mae": dict(betas=(0.9, 0.95), eps=1e-8, weight_decay=0.05, lr=1.5e-4, lr_per_batch=128,
                     schedule="cosine", warmup_frac=0.1, clip_grad=0.0, no_decay_on_1d=True),
@@ -183,7 +183,7 @@ def train(tc: TrainConfig) -> Path:
     step = 0
     if tc.resume:
         state = torch.load(run / STATE_FILE, map_location=device, weights_only=True)
-        if state["config"] != cfg.to_json():
+        if ModelConfig.from_json(state["config"]) != cfg:  # run folders of 0.1.0 use older key names
             raise SystemExit(f"--resume: {run} was trained with a different model configuration ({json.loads(state['config'])['name']}); "
                              "resume with the same --preset and masking/objective options")
         model.load_state_dict(state["model"])
@@ -199,7 +199,7 @@ def train(tc: TrainConfig) -> Path:
     else:  # the data's normalisation statistics, once, from a sample of clips (all ranks' shares)
         count, s1, s2 = all_sum(corpus.stats(), world).tolist()
         mean = s1 / count
-        model.frontend.set_norm_stats(mean, math.sqrt(max(s2 / count - mean * mean, 1e-12)))
+        model.set_norm_stats(mean, math.sqrt(max(s2 / count - mean * mean, 1e-12)))
     say(f"{cfg.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, norm_stats "
         f"{[round(v, 4) for v in model.frontend.norm_stats.tolist()]}, {total} steps of {global_batch} clips "
         f"({steps_per_epoch} per epoch), peak lr {peak:.3g} ({schedule}, warm-up {warmup}), {tc.precision} on {device} x {world}")

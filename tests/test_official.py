@@ -23,7 +23,8 @@ import torchaudio
 import hear_maeast
 from hear_maeast.checkpoint import CheckpointError, model_state
 from hear_maeast.model import sincos_1d, sincos_2d, tokens_to_columns
-from hear_maeast.official import detect_format, mae_ast_model, msm_mae_model
+from hear_maeast.loading import detect_format
+from hear_maeast.official import mae_ast_model, msm_mae_model
 
 from conftest import BIN, run_env
 
@@ -447,7 +448,7 @@ def test_mae_ast_file_loads_with_its_batch_norm_as_fixed_stats(mae_ast_file):
     model = hear_maeast.load_model(str(path), trust_pickle=True)
     cfg = model.cfg
     assert cfg.name == f"mae-ast-{kind}-2l" and cfg.patch_size == {"patch": (16, 16), "frame": (128, 2)}[kind]
-    assert (cfg.dim, cfg.depth, cfg.heads, cfg.decoder_depth, cfg.block, cfg.qkv_bias) == (768, 2, 12, 1, "postnorm", "qkv")
+    assert (cfg.dim, cfg.depth, cfg.heads, cfg.decoder_depth, cfg.norm_position, cfg.k_bias) == (768, 2, 12, 1, "post", True)
     assert cfg.norm_mean == pytest.approx(-4.3) and cfg.norm_std == pytest.approx(math.sqrt(19.7 + 1e-5))
     assert cfg.norm_scale == 0.5 and cfg.mask_kind == {"patch": "chunk", "frame": "random"}[kind]
     assert model.pos_embed.shape == (1, 512, 768)  # 1024 frames per chunk, sliced from the file's table
@@ -486,8 +487,8 @@ def test_mae_ast_pretraining_forward_equals_the_official_decoder(mae_ast_file, s
 def _mae_ast_place(key: str) -> str | None:
     fixed = {"post_extract_proj.weight": "patch_embed.weight", "post_extract_proj.bias": "patch_embed.bias",
              "enc_sine_pos_embed.pe": "pos_embed", "dec_sine_pos_embed.pe": "decoder_pos_embed",
-             "decoder_mask_emb": "mask_token", "batch_norm.running_mean": "frontend.norm_stats",
-             "batch_norm.running_var": "frontend.norm_stats", "encoder.layer_norm.weight": "encoder.norm.weight",
+             "decoder_mask_emb": "mask_token", "batch_norm.running_mean": "norm_stats",
+             "batch_norm.running_var": "norm_stats", "encoder.layer_norm.weight": "encoder.norm.weight",
              "encoder.layer_norm.bias": "encoder.norm.bias", "decoder.layer_norm.weight": "decoder.norm.weight",
              "decoder.layer_norm.bias": "decoder.norm.bias",
              "final_proj_reconstruction.weight": "decoder_pred.weight", "final_proj_reconstruction.bias": "decoder_pred.bias",
@@ -509,15 +510,20 @@ def _mae_ast_place(key: str) -> str | None:
     return f"{side}.blocks.{i}.{layer}"
 
 
+def _state_and_stats(model) -> dict:
+    """The model's tensors and its normalisation statistics (which live in its configuration)."""
+    return {**model_state(model), "norm_stats": torch.tensor([model.cfg.norm_mean, model.cfg.norm_std])}
+
+
 def test_every_mae_ast_tensor_lands_in_its_place():
     ckpt = mae_ast_checkpoint("patch", dim=64, depth=2, dec_depth=2, heads=4, max_tokens=600, seed=6)
     sd = ckpt["model"]
-    base = model_state(mae_ast_model(ckpt, "test"))
+    base = _state_and_stats(mae_ast_model(ckpt, "test"))
     for key in sd:
         poked = dict(sd)
         poked[key] = sd[key].clone()
         poked[key].view(-1)[0] += 1 if key.endswith("num_batches_tracked") else 1e-3
-        got = model_state(mae_ast_model({**ckpt, "model": poked}, "test"))
+        got = _state_and_stats(mae_ast_model({**ckpt, "model": poked}, "test"))
         expected = _mae_ast_place(key)
         assert _changed(base, got) == ({expected} if expected else set()), key
 
