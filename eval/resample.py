@@ -33,7 +33,6 @@ from eval.taskdir import (
     sample_rates,
     task_splits,
 )
-from hear_maeast.audio import resample as resample_audio
 from hear_maeast.errors import BadInput
 
 DONE = ".resample-done"
@@ -58,6 +57,8 @@ def _write_atomic(path: Path, audio: np.ndarray, sr: int, subtype: str) -> None:
 
 def resample_file(src: Path, dst: Path, sr: int) -> None:
     """One clip -> `dst` at `sr` Hz, in the source's sample format; a TaskError naming a clip that cannot be read."""
+    from hear_maeast.audio import resample as resample_audio  # torch: imported when there is audio to resample
+
     subtype = audio_info(src).subtype
     audio, file_sr = read_audio(src, always_2d=False)  # [n] or [n, channels]
     if file_sr != sr:

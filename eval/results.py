@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eval.taskdir import METADATA, TaskError, TaskFacts, task_facts
+from eval.taskdir import METADATA, TaskError, TaskFacts, sample_rates, task_facts
 from hear_maeast.errors import BadInput, WorkFailed
 
 SCORES = "test.predicted-scores.json"
@@ -99,7 +99,10 @@ def read_run(model_dir: Path) -> dict | None:
 
 
 def is_task_result(path: Path) -> bool:
-    return any((path / f).exists() for f in (SCORES, FAILED_JSON, METADATA, ".done.embeddings"))
+    """A task's results folder, finished or not; a task folder itself (it holds <rate>/ audio) is not one."""
+    if any((path / f).exists() for f in (SCORES, FAILED_JSON, ".done.embeddings")):
+        return True
+    return (path / METADATA).is_file() and not sample_rates(path)  # heareval stopped while embedding
 
 
 def is_model_dir(path: Path) -> bool:
@@ -116,7 +119,7 @@ def model_dirs(path: Path) -> list[Path]:
     found = sorted(c for c in path.iterdir() if c.is_dir() and is_model_dir(c))
     if not found:
         raise BadInput(f"no model results in {path} (expected {path}/<model>/<task>/{SCORES}); give the --out "
-                       f"folder of `hear-maeast eval`, or one model folder in it")
+                       f"folder of `hear-maeast eval`, or one model folder in it (a tasks folder is eval's input)")
     return found
 
 

@@ -24,6 +24,7 @@ results, or results of weights since re-trained, is refused (or replaced with `r
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -36,7 +37,6 @@ from pathlib import Path
 
 from eval.results import RUN, SCORES, ResultsError, read_run, read_score
 from eval.taskdir import LABEL_VOCABULARY, METADATA, TaskError, check_task, find_tasks, plain_name, task_splits
-from hear_maeast.checkpoint import atomic_write
 from hear_maeast.errors import BadInput, HearMaeastError, WorkFailed
 from hear_maeast.provenance import git_commit
 
@@ -72,8 +72,6 @@ def model_name(module: str, model_path: str = "", model_options: dict | None = N
 
 def package_version(module: str) -> str | None:
     try:
-        import importlib
-
         top = importlib.import_module(module.split(".")[0])
         return getattr(top, "__version__", None)
     except Exception:  # noqa: BLE001 - the version is informative only
@@ -85,6 +83,8 @@ def _log(msg: str) -> None:
 
 
 def _write_json(path: Path, obj) -> None:
+    from hear_maeast.checkpoint import atomic_write  # torch: not needed to refuse bad options
+
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2)))
 
 
@@ -119,6 +119,13 @@ def select_tasks(tasks_dir: Path, only: tuple[str, ...]) -> list[Path]:
 
 def load_embedding(module: str, model_path: str, model_options: dict):
     """heareval's Embedding wrapper around MODULE.load_model; one-line errors naming the module and options."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or an empty name
+        found = False
+    if not found:  # said before importing heareval (and tensorflow with it), which takes seconds
+        raise BadInput(f"--module {module}: cannot import it (no such module); install that HEAR module or fix its "
+                       f"name")
     from heareval.embeddings.task_embeddings import Embedding
 
     _log(f"loading {module} ({model_path or 'default weights'}, options {model_options})")
@@ -127,8 +134,8 @@ def load_embedding(module: str, model_path: str, model_options: dict):
         return Embedding(module, model_path or None, model_options)
     except HearMaeastError:
         raise
-    except ModuleNotFoundError as e:
-        raise BadInput(f"--module {module}: cannot import it ({e}); install that HEAR module or fix its name") from e
+    except ModuleNotFoundError as e:  # the module imports one that is missing
+        raise BadInput(f"--module {module}: cannot import it ({e}); install what it needs") from e
     except (TypeError, ValueError) as e:
         raise BadInput(f"{module}.load_model refused --model {model_path or '(none)'} with --model-options "
                        f"{json.dumps(model_options)}: {e}") from e

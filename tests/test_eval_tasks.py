@@ -116,7 +116,7 @@ def test_resample_turns_the_real_44k_archive_into_a_16k_task_with_durations_kept
     # which matches another method, scipy's polyphase filter. (These official small clips peak at 2-3 LSB.)
     from scipy.signal import resample_poly
 
-    from eval.resample import resample_audio
+    from hear_maeast.audio import resample as resample_audio
 
     wav = resampled[0]
     with tarfile.open(archive) as tf:
