@@ -43,23 +43,40 @@ def _bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
+def _same_model(a, b) -> bool:
+    """Same tensors (normalisation statistics included) and the same configuration apart from the statistics."""
+    import dataclasses
+
+    import torch
+
+    from hear_maeast.checkpoint import model_state
+
+    sa, sb = model_state(a), model_state(b)
+    ca, cb = ({k: v for k, v in dataclasses.asdict(m.cfg).items() if not k.startswith("norm_")} for m in (a, b))
+    return ca == cb and sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
 def random_init_checkpoint(path: Path) -> Path:
     """The default weights' preset freshly initialised, with their normalisation statistics.
 
     Bit-identical to `hear-maeast pretrain --preset <default's preset> --steps 0 --seed 0` on the default weights'
-    corpus (same seed, same initialisation, same statistics), without needing that corpus. Written on every run
-    (the same bytes while the default weights stay), so it follows a re-trained default.
+    corpus (same seed, same initialisation, same statistics), without needing that corpus. A file already there is
+    kept only while it holds exactly these tensors and configuration, so it follows a re-trained default; kept,
+    its bytes (and so the sha256 its results are keyed to) stay the same, where a re-save would not (safetensors
+    writes its metadata in no fixed order).
     """
     import torch
 
     import hear_maeast
-    from hear_maeast.checkpoint import save_checkpoint
+    from hear_maeast.checkpoint import load_checkpoint, save_checkpoint
     from hear_maeast.model import MaskedAutoencoder
 
     default = hear_maeast.load_model()
     torch.manual_seed(0)
     model = MaskedAutoencoder(default.cfg)
     model.frontend.norm_stats.copy_(default.frontend.norm_stats)
+    if path.is_file() and _same_model(load_checkpoint(path), model):
+        return path
     return save_checkpoint(model, path, provenance={"steps": 0, "seed": 0, "note": "random init of the default preset"})
 
 

@@ -63,7 +63,7 @@ def remove_own_folder(folder: Path, marker: str) -> None:
         return
     if not (folder / marker).is_file():
         raise BadInput(f"{folder} exists and was not written by hear-maeast (it has no {marker}); it is left "
-                        f"untouched: move it away or choose another output folder")
+                       f"untouched: move it away or choose another output folder")
     shutil.rmtree(folder)
 
 
