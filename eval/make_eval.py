@@ -8,9 +8,11 @@
 2. `hear-validator hear_maeast` on the default weights.
 3. `hear-maeast eval --tasks-dir WORK/tasks --grid fast --out WORK/results`, for the model and, when it is the
    default weights, for the same preset randomly initialised (the honest baseline: what pretraining bought).
-4. `hear-maeast table WORK/results` -> WORK/leaderboard.md, .csv, .png, and the table printed.
+4. `hear-maeast table WORK/results` -> WORK/leaderboard.md, .csv, .png, and the table printed, followed by a
+   note for every task whose audio is nearly silent (the official small spoken-digit archive: see `quiet_tasks`).
 
-Every step keeps what earlier runs finished, so an interrupted run resumes where it stopped.
+Every step keeps what earlier runs finished, so an interrupted run resumes where it stopped; results of weights
+that have changed since (a re-trained default) are replaced (`eval --replace-stale`), never shown as the new ones.
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ import time
 from pathlib import Path
 
 import click
+import numpy as np
+import soundfile as sf
 
 from hear_maeast.timing import SAMPLE_RATE
 
 SPOKEN_DIGIT = "hear-2021.0.6-spoken_digit-1.0.9-small-44100.tar.gz"
 SPEECH_COMMANDS = "speech_commands_v0.02-small.zip"
+QUIET_DBFS = -60.0  # a task whose every clip peaks below this is nearly silent: its scores say little
 
 
 def _step(msg: str) -> None:
@@ -38,24 +43,54 @@ def _bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
+def _same_model(a, b) -> bool:
+    """Same tensors (normalisation statistics included) and the same configuration apart from the statistics."""
+    import dataclasses
+
+    import torch
+
+    from hear_maeast.checkpoint import model_state
+
+    sa, sb = model_state(a), model_state(b)
+    ca, cb = ({k: v for k, v in dataclasses.asdict(m.cfg).items() if not k.startswith("norm_")} for m in (a, b))
+    return ca == cb and sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
 def random_init_checkpoint(path: Path) -> Path:
     """The default weights' preset freshly initialised, with their normalisation statistics.
 
     Bit-identical to `hear-maeast pretrain --preset <default's preset> --steps 0 --seed 0` on the default weights'
-    corpus (same seed, same initialisation, same statistics), without needing that corpus.
+    corpus (same seed, same initialisation, same statistics), without needing that corpus. A file already there is
+    kept only while it holds exactly these tensors and configuration, so it follows a re-trained default; kept,
+    its bytes (and so the sha256 its results are keyed to) stay the same, where a re-save would not (safetensors
+    writes its metadata in no fixed order).
     """
     import torch
 
     import hear_maeast
-    from hear_maeast.checkpoint import save_checkpoint
+    from hear_maeast.checkpoint import load_checkpoint, save_checkpoint
     from hear_maeast.model import MaskedAutoencoder
 
-    if path.is_file():
-        return path
     default = hear_maeast.load_model()
     torch.manual_seed(0)
     model = MaskedAutoencoder(default.cfg)  # the configuration carries the statistics
+    if path.is_file() and _same_model(load_checkpoint(path), model):
+        return path
     return save_checkpoint(model, path, provenance={"steps": 0, "seed": 0, "note": "random init of the default preset"})
+
+
+def quiet_tasks(tasks_dir: Path, sample_rate: int = SAMPLE_RATE) -> list[str]:
+    """A note for each task whose every clip (at `sample_rate`) peaks below QUIET_DBFS, with the peaks in LSB of
+    16-bit PCM: the official small spoken-digit archive is such a task, and no model can do much there."""
+    notes = []
+    for task in sorted(p for p in Path(tasks_dir).iterdir() if (p / str(sample_rate)).is_dir()):
+        peaks = [float(np.abs(sf.read(w, dtype="float32")[0]).max(initial=0.0))
+                 for w in sorted((task / str(sample_rate)).glob("*/*.wav"))]
+        if peaks and max(peaks) < 10 ** (QUIET_DBFS / 20):
+            lo, hi = round(min(peaks) * 32768), round(max(peaks) * 32768)
+            notes.append(f"note: {task.name} is nearly silent: its clips peak at {lo}-{hi} LSB of 16-bit PCM "
+                         f"(below {QUIET_DBFS:.0f} dBFS), so every model scores near chance there")
+    return notes
 
 
 def _run(cmd: list[str]) -> int:
@@ -96,7 +131,7 @@ def main(work: Path, shared: Path, module: str, model_path: str, grid: str):
 
     _step(f"hear-maeast eval (--grid {grid})")
     eval_cmd = [sys.executable, "-m", "hear_maeast.cli", "eval", "--tasks-dir", str(tasks_dir), "--module", module,
-                "--grid", grid, "--out", str(results)] + (["--model", model_path] if model_path else [])
+                "--grid", grid, "--out", str(results), "--replace-stale"] + (["--model", model_path] if model_path else [])
     eval_rc = _run(eval_cmd)
     if module == "hear_maeast" and not model_path:
         _step("the same preset, randomly initialised (baseline)")
@@ -106,6 +141,11 @@ def main(work: Path, shared: Path, module: str, model_path: str, grid: str):
     _step("leaderboard")
     table_rc = _run([sys.executable, "-m", "hear_maeast.cli", "table", str(results), "-o", str(work / "leaderboard.md"),
                      "--csv", str(work / "leaderboard.csv"), "--plot", str(work / "leaderboard.png")])
+    notes = quiet_tasks(tasks_dir)
+    print("\n".join(notes))
+    if notes and not table_rc:
+        with open(work / "leaderboard.md", "a") as md:
+            md.write("\n" + "\n".join(notes) + "\n")
     print(f"\nwrote {work / 'leaderboard.md'}, .csv, .png in {time.time() - start:.0f} s")
     for what, rc in (("hear-validator", validator_rc), ("eval", eval_rc), ("table", table_rc)):
         if rc:

@@ -1,9 +1,10 @@
 """`hear-maeast eval`: embeddings and scores for every task of a tasks folder, through heareval as installed.
 
 Layout of a run (heareval names its folders by module only, so two checkpoints would share them; here every
-model gets its own folder):
+model gets its own folder; eval.results reads it):
 
-    RESULTS/<model-name>/run.json                      module, checkpoint, options, package version, git commit
+    RESULTS/<model-name>/run.json                      module, options, weights file and its sha256, package
+                                                        version, git commit, per-task status and timings
     RESULTS/<model-name>/<task>/                        heareval's embedding folder for the task
         .done.embeddings                                embeddings finished (as heareval's own runner writes it)
         test.predicted-scores.json, prediction-done.json   written by `python -m heareval.predictions.runner`
@@ -11,12 +12,19 @@ model gets its own folder):
 
 Embeddings: `heareval.embeddings.task_embeddings.task_embeddings` with heareval's `Embedding` wrapper, in this
 process (heareval's embeddings runner refuses to start on a CUDA machine with tensorflow-cpu).
-Scores: `python -m heareval.predictions.runner` in a subprocess, with the environment README "The install" documents.
-A re-run resumes: finished embeddings and scores are kept, failed or half-written ones are redone.
+Scores: `python -m heareval.predictions.runner` in a subprocess, with the environment `prediction_env` sets.
+
+Results never go stale: a run folder belongs to one model, keyed by module, options and the sha256 of the weights
+file (the checkpoint given with --model, or this package's bundled default weights). A re-run of the same model
+resumes: finished embeddings are kept while the task's metadata, vocabulary and split files are unchanged, and
+finished scores while their file reads; failed or half-written ones are redone. A folder holding another model's
+results, or results of weights since re-trained, is refused (or replaced with `replace_stale`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -27,12 +35,15 @@ import time
 import traceback
 from pathlib import Path
 
-from eval.taskdir import TaskError, check_task, find_tasks
-from hear_maeast.checkpoint import atomic_write
+from eval.results import RUN, SCORES, ResultsError, read_run, read_score
+from eval.taskdir import LABEL_VOCABULARY, METADATA, TaskError, check_task, find_tasks, plain_name, task_splits
+from hear_maeast.errors import BadInput, HearMaeastError, WorkFailed
 from hear_maeast.provenance import git_commit
 
 DEFAULT_MODULE = "hear_maeast"
 GRIDS = ("default", "fast", "faster")
+MODEL_KEYS = ("module", "model_options", "weights_sha256")  # two runs with equal keys score the same model
+PREDICTION_DONE = "prediction-done.json"
 
 
 def prediction_env() -> dict:
@@ -61,8 +72,6 @@ def model_name(module: str, model_path: str = "", model_options: dict | None = N
 
 def package_version(module: str) -> str | None:
     try:
-        import importlib
-
         top = importlib.import_module(module.split(".")[0])
         return getattr(top, "__version__", None)
     except Exception:  # noqa: BLE001 - the version is informative only
@@ -74,24 +83,140 @@ def _log(msg: str) -> None:
 
 
 def _write_json(path: Path, obj) -> None:
+    from hear_maeast.checkpoint import atomic_write  # torch: not needed to refuse bad options
+
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2)))
 
 
-def start_run(out: Path, name: str, config: dict) -> Path:
-    """Create or resume RESULTS/<name>/ and its run.json; refuse a folder that holds another model's results."""
-    run_dir = Path(out) / name
-    run_json = run_dir / "run.json"
-    if run_json.is_file():
-        previous = json.loads(run_json.read_text())
-        for key in ("module", "model_file_path", "model_options"):
-            if previous.get(key) != config.get(key):
-                raise TaskError(
-                    f"{run_dir} holds results of another model ({key}: {previous.get(key)!r}, now {config.get(key)!r}). "
-                    f"Give this run its own folder with --name, or another --out."
-                )
+def weights_file(module: str, model_path: str = "") -> Path | None:
+    """The weights file a run scores: --model, or this package's bundled default weights; None for another module
+    without --model (whatever it loads is its own business, so only its name and options key the run)."""
+    if model_path:
+        return Path(model_path)
+    if module == DEFAULT_MODULE:
+        from hear_maeast.api import DEFAULT_WEIGHTS
+
+        return Path(DEFAULT_WEIGHTS)
+    return None
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def select_tasks(tasks_dir: Path, only: tuple[str, ...]) -> list[Path]:
+    """The task folders to run (all of `tasks_dir`, or those named by --task), each checked against the layout."""
+    tasks = find_tasks(Path(tasks_dir))
+    missing = set(only) - {t.name for t in tasks}
+    if missing:
+        raise BadInput(f"--task {sorted(missing)}: no such task folder in {tasks_dir}; it has {[t.name for t in tasks]}")
+    tasks = [t for t in tasks if not only or t.name in only]
+    for task in tasks:
+        check_task(task)  # layout problems are reported before a model is even loaded
+    return tasks
+
+
+def load_embedding(module: str, model_path: str, model_options: dict):
+    """heareval's Embedding wrapper around MODULE.load_model; one-line errors naming the module and options."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or an empty name
+        found = False
+    if not found:  # said before importing heareval (and tensorflow with it), which takes seconds
+        raise BadInput(f"--module {module}: cannot import it (no such module); install that HEAR module or fix its "
+                       f"name")
+    from heareval.embeddings.task_embeddings import Embedding
+
+    _log(f"loading {module} ({model_path or 'default weights'}, options {model_options})")
+    try:
+        # heareval calls load_model(path, **options) when given a path, load_model(**options) otherwise
+        return Embedding(module, model_path or None, model_options)
+    except HearMaeastError:
+        raise
+    except ModuleNotFoundError as e:  # the module imports one that is missing
+        raise BadInput(f"--module {module}: cannot import it ({e}); install what it needs") from e
+    except (TypeError, ValueError) as e:
+        raise BadInput(f"{module}.load_model refused --model {model_path or '(none)'} with --model-options "
+                       f"{json.dumps(model_options)}: {e}") from e
+    except Exception as e:  # noqa: BLE001 - a third-party module failing to load is failed work, said in one line
+        raise WorkFailed(f"{module}.load_model({model_path or ''}) failed: {type(e).__name__}: {e}") from e
+
+
+def check_rates(tasks: list[Path], sample_rate: int) -> None:
+    """Refuse, before computing anything, every task without audio at the model's rate (all named at once)."""
+    refused = []
+    for task in tasks:
+        try:
+            check_task(task, sample_rate)
+        except TaskError as e:
+            refused.append(str(e))
+    if refused:
+        raise TaskError("refusing to start: " + " | ".join(refused))
+
+
+def run_config(embedding, module: str, model_path: str, model_options: dict, grid: str, name: str,
+               tasks_dir: Path) -> dict:
+    """run.json: which model (module, options, weights sha256) and which software scored it."""
+    weights = weights_file(module, model_path)
+    return {
+        "name": name,
+        "module": module,
+        "model_file_path": str(Path(model_path).resolve()) if model_path else "",
+        "model_options": model_options,
+        "weights_file": str(weights.resolve()) if weights else None,
+        "weights_sha256": file_sha256(weights) if weights else None,
+        "package": module.split(".")[0],
+        "package_version": package_version(module),
+        "hear_maeast_version": package_version("hear_maeast"),
+        "git_commit": git_commit(),
+        "sample_rate": int(embedding.sample_rate),
+        "scene_embedding_size": int(getattr(embedding.model, "scene_embedding_size", -1)),
+        "timestamp_embedding_size": int(getattr(embedding.model, "timestamp_embedding_size", -1)),
+        "grid": grid,
+        "tasks_dir": str(Path(tasks_dir).resolve()),
+    }
+
+
+def _other_model(run_dir: Path, previous: dict, config: dict) -> str:
+    """Why the results in `run_dir` are not this model's, and what to do."""
+    if "weights_sha256" not in previous:
+        why = "they were written by an earlier hear-maeast that did not record which weights they scored"
+    elif previous.get("weights_sha256") != config["weights_sha256"]:
+        old, new = (str(previous.get("weights_sha256"))[:12], str(config["weights_sha256"])[:12])
+        why = f"they are of other weights (sha256 {old}..., now {new}... for {config['weights_file']})"
+    else:
+        key = next(k for k in MODEL_KEYS if previous.get(k) != config[k])
+        why = f"they are of another model ({key}: {previous.get(key)!r}, now {config[key]!r})"
+    return (f"{run_dir} holds results that are not this model's: {why}. Pass --replace-stale to delete them and "
+            f"score this model there, or give this run its own folder with --name or --out")
+
+
+def start_run(run_dir: Path, config: dict, replace_stale: bool = False) -> dict:
+    """Create or resume RESULTS/<name>/ and its run.json; returns the previous run's per-task records.
+
+    A folder with another model's results (MODEL_KEYS differ, or were not recorded) is refused (BadInput), or
+    deleted first with `replace_stale` (it holds our run.json, so it is ours to delete)."""
+    previous = read_run(run_dir)
+    if previous is not None and any(previous.get(k) != config[k] for k in MODEL_KEYS):
+        if not replace_stale:
+            raise BadInput(_other_model(run_dir, previous, config))
+        _log(f"deleting the results in {run_dir}: they are not this model's (--replace-stale)")
+        shutil.rmtree(run_dir)
+        previous = None
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(run_json, config)
-    return run_dir
+    _write_json(run_dir / RUN, config)
+    return (previous or {}).get("tasks") or {}
+
+
+def same_task_files(task_dir: Path, task_out: Path) -> bool:
+    """heareval's copies in `task_out` equal the task's metadata, vocabulary and split files: kept embeddings
+    are of this very task (a task rebuilt under the same name is embedded again)."""
+    try:
+        names = [METADATA, LABEL_VOCABULARY, *(f"{s}.json" for s in task_splits(check_task(task_dir)))]
+    except TaskError:
+        return False
+    return all((task_out / n).is_file() and (task_out / n).read_bytes() == (task_dir / n).read_bytes() for n in names)
 
 
 def embed_task(embedding, task_dir: Path, task_out: Path) -> float:
@@ -99,9 +224,9 @@ def embed_task(embedding, task_dir: Path, task_out: Path) -> float:
     from heareval.embeddings.task_embeddings import task_embeddings
 
     done = task_out / ".done.embeddings"
-    if done.exists():
+    if done.exists() and same_task_files(task_dir, task_out):
         return 0.0
-    if task_out.exists():  # half-written: start over, as heareval's runner does
+    if task_out.exists():  # half-written or of an older copy of the task: start over, as heareval's runner does
         shutil.rmtree(task_out)
     start = time.time()
     task_embeddings(embedding, task_dir, task_out)
@@ -111,9 +236,22 @@ def embed_task(embedding, task_dir: Path, task_out: Path) -> float:
     return elapsed
 
 
+def scores_kept(task_out: Path) -> bool:
+    """Finished, readable scores are kept; otherwise heareval's done marker and any half-written score file are
+    removed, so that heareval scores the task again (it skips a task whose done marker exists)."""
+    try:
+        if (task_out / PREDICTION_DONE).exists() and read_score(task_out).mean is not None:
+            return True
+    except ResultsError as e:
+        _log(f"  {e}: scoring again")
+    for name in (PREDICTION_DONE, SCORES):
+        (task_out / name).unlink(missing_ok=True)
+    return False
+
+
 def predict_task(task_out: Path, grid: str, log_file: Path, extra_args: tuple[str, ...] = ()) -> float:
     """`python -m heareval.predictions.runner TASK_OUT --grid GRID` in a subprocess; returns seconds taken."""
-    if (task_out / "prediction-done.json").exists() and (task_out / "test.predicted-scores.json").exists():
+    if scores_kept(task_out):
         return 0.0
     # an absolute path: heareval logs to Path("logs").joinpath(path), i.e. into the task's own folder, not ./logs
     cmd = [sys.executable, "-m", "heareval.predictions.runner", str(task_out.resolve()), "--grid", grid, *extra_args]
@@ -131,16 +269,32 @@ def predict_task(task_out: Path, grid: str, log_file: Path, extra_args: tuple[st
         proc.wait()
     if proc.returncode != 0:
         tail = "".join(log_file.read_text().splitlines(keepends=True)[-25:])
-        raise RuntimeError(f"heareval.predictions.runner exited with {proc.returncode}; last lines of {log_file}:\n{tail}")
+        raise WorkFailed(f"heareval.predictions.runner exited with {proc.returncode}; last lines of {log_file}:\n{tail}")
     return time.time() - start
 
 
-def primary_score(task_out: Path) -> str:
-    scores = json.loads((task_out / "test.predicted-scores.json").read_text())
-    if "aggregated_scores" in scores:
-        agg = scores["aggregated_scores"]
-        return f"{agg['test_score_mean']:.3f}±{agg['test_score_std']:.3f}"
-    return f"{scores['test']['test_score']:.3f}"
+def score_task(embedding, task: Path, task_out: Path, grid: str, prediction_args: tuple[str, ...],
+               before: dict) -> dict:
+    """Embed and score one task; its run.json record. A failure is recorded in failed.json, never raised."""
+    failed_file = task_out / "failed.json"
+    try:
+        failed_file.unlink(missing_ok=True)  # a previous failure: try again from clean state
+        t_emb = embed_task(embedding, task, task_out)
+        _log(f"  embeddings: {'kept' if t_emb == 0 else f'{t_emb:.1f} s'}")
+        t_pred = predict_task(task_out, grid, task_out / "predictions.log", prediction_args)
+        score = read_score(task_out)  # the reader `table` uses
+        if score.mean is None:
+            raise WorkFailed(f"heareval finished without writing {task_out / SCORES}")
+        _log(f"  predictions: {'kept' if t_pred == 0 else f'{t_pred:.1f} s'}; test score {score}")
+        # a resumed run keeps the timings of the work it kept
+        return {"status": "done", "score": str(score), "embed_s": t_emb or before.get("embed_s", 0.0),
+                "predict_s": t_pred or before.get("predict_s", 0.0)}
+    except Exception as e:  # noqa: BLE001 - record, go on with the other tasks
+        message = f"{type(e).__name__}: {e}"
+        _log(f"  FAILED: {message}")
+        task_out.mkdir(parents=True, exist_ok=True)
+        _write_json(failed_file, {"error": message, "traceback": traceback.format_exc()})
+        return {"status": "failed", "error": message}
 
 
 def run_eval(
@@ -153,85 +307,37 @@ def run_eval(
     name: str | None = None,
     only: tuple[str, ...] = (),
     prediction_args: tuple[str, ...] = (),
-) -> int:
-    """Embed and score every task under `tasks_dir`; returns the number of failed tasks.
+    replace_stale: bool = False,
+) -> Path:
+    """Embed and score every task under `tasks_dir` into OUT/<name>/; returns that folder.
 
-    Refuses (TaskError, before computing anything) a folder that is not a HEAR task or has no audio at the
-    model's sample rate. A task that fails later is recorded in its failed.json and the others still run.
+    Refuses, before computing anything, bad options (BadInput), a folder that is not a HEAR task or has no audio
+    at the model's sample rate (TaskError), and a results folder of another model (see start_run). A task that
+    fails later is recorded in its failed.json and the others still run; then WorkFailed names the failed ones.
     """
-    from heareval.embeddings.task_embeddings import Embedding
-
     if grid not in GRIDS:
-        raise TaskError(f"--grid must be one of {GRIDS}, got {grid!r}")
-    model_options = model_options or {}
-    tasks = find_tasks(Path(tasks_dir))
-    if only:
-        missing = set(only) - {t.name for t in tasks}
-        if missing:
-            raise TaskError(f"no task folder named {sorted(missing)} in {tasks_dir}; it has {[t.name for t in tasks]}")
-        tasks = [t for t in tasks if t.name in only]
-    for task in tasks:
-        check_task(task)  # layout problems are reported before a model is even loaded
-
-    name = name or model_name(module, model_path, model_options)
-    _log(f"loading {module} ({model_path or 'default weights'}, options {model_options})")
-    # heareval calls load_model(path, **options) when given a path, load_model(**options) otherwise
-    embedding = Embedding(module, model_path or None, model_options)
-    sample_rate = int(embedding.sample_rate)
-    refused = []
-    for task in tasks:
-        try:
-            check_task(task, sample_rate)
-        except TaskError as e:
-            refused.append(str(e))
-    if refused:
-        raise TaskError("refusing to start:\n  " + "\n  ".join(refused))
-
-    config = {
-        "name": name,
-        "module": module,
-        "model_file_path": str(Path(model_path).resolve()) if model_path else "",
-        "model_options": model_options,
-        "package": module.split(".")[0],
-        "package_version": package_version(module),
-        "hear_maeast_version": package_version("hear_maeast"),
-        "git_commit": git_commit(),
-        "sample_rate": sample_rate,
-        "scene_embedding_size": int(getattr(embedding.model, "scene_embedding_size", -1)),
-        "timestamp_embedding_size": int(getattr(embedding.model, "timestamp_embedding_size", -1)),
-        "grid": grid,
-        "tasks_dir": str(Path(tasks_dir).resolve()),
-    }
-    previous_json = Path(out) / name / "run.json"
-    previous = json.loads(previous_json.read_text()).get("tasks", {}) if previous_json.is_file() else {}
-    run_dir = start_run(Path(out), name, config)
+        raise BadInput(f"--grid must be one of {GRIDS}, got {grid!r}")
+    model_options = {} if model_options is None else model_options
+    if not isinstance(model_options, dict):
+        raise BadInput(f"--model-options must be a JSON object such as '{{\"layer\": 4}}', got {model_options!r}")
+    tasks = select_tasks(Path(tasks_dir), only)
+    name = plain_name(name or model_name(module, model_path, model_options), "--name", BadInput)
+    embedding = load_embedding(module, model_path, model_options)
+    check_rates(tasks, int(embedding.sample_rate))
+    config = run_config(embedding, module, model_path, model_options, grid, name, tasks_dir)
+    run_dir = Path(out) / name
+    before = start_run(run_dir, config, replace_stale)
     _log(f"results in {run_dir}")
 
     status = {}
     for i, task in enumerate(tasks, 1):
-        task_out = run_dir / task.name
-        failed_file = task_out / "failed.json"
         _log(f"[{i}/{len(tasks)}] {task.name}")
-        try:
-            if failed_file.exists():  # a previous failure: try again from clean state
-                failed_file.unlink()
-            t_emb = embed_task(embedding, task, task_out)
-            _log(f"  embeddings: {'kept' if t_emb == 0 else f'{t_emb:.1f} s'}")
-            t_pred = predict_task(task_out, grid, task_out / "predictions.log", prediction_args)
-            score = primary_score(task_out)
-            _log(f"  predictions: {'kept' if t_pred == 0 else f'{t_pred:.1f} s'}; test score {score}")
-            before = previous.get(task.name, {})  # a resumed run keeps the timings of the work it kept
-            status[task.name] = {"status": "done", "score": score,
-                                 "embed_s": t_emb or before.get("embed_s", 0.0),
-                                 "predict_s": t_pred or before.get("predict_s", 0.0)}
-        except Exception as e:  # noqa: BLE001 - record, go on with the other tasks
-            message = f"{type(e).__name__}: {e}"
-            _log(f"  FAILED: {message}")
-            task_out.mkdir(parents=True, exist_ok=True)
-            _write_json(failed_file, {"error": message, "traceback": traceback.format_exc()})
-            status[task.name] = {"status": "failed", "error": message}
-    config["tasks"] = status
-    _write_json(run_dir / "run.json", config)
+        status[task.name] = score_task(embedding, task, run_dir / task.name, grid, prediction_args,
+                                       before.get(task.name, {}))
+    _write_json(run_dir / RUN, {**config, "tasks": status})
     failed = [t for t, s in status.items() if s["status"] == "failed"]
     _log(f"{len(status) - len(failed)} of {len(status)} tasks done" + (f"; failed: {', '.join(failed)}" if failed else ""))
-    return len(failed)
+    if failed:
+        raise WorkFailed(f"{len(failed)} of {len(status)} tasks failed ({', '.join(failed)}); the others are scored. "
+                         f"What went wrong: {run_dir}/<task>/failed.json; run the same command again to retry them")
+    return run_dir

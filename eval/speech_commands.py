@@ -20,7 +20,7 @@ this never binds. File names follow the recipe: `<folder>_<stem>.wav`.
 from __future__ import annotations
 
 import json
-import shutil
+import re
 import tempfile
 from pathlib import Path
 
@@ -28,13 +28,25 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from eval.taskdir import TaskError, is_archive, safe_extract
+from eval.taskdir import (
+    PARTIAL,
+    TaskError,
+    audio_info,
+    is_archive,
+    read_audio,
+    read_text,
+    remove_own_folder,
+    safe_extract,
+)
+from hear_maeast.errors import BadInput
 
 WORDS = ["down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes"]
 UNKNOWN, SILENCE, BACKGROUND = "_unknown_", "_silence_", "_background_noise_"
 LABELS = WORDS + [UNKNOWN, SILENCE]
-SAMPLE_RATE = 16000
+SAMPLE_RATE = 16000  # Hz: the dataset's own rate (its clips are recorded at it), not the model's
 VALID_NOISE = "running_tap"  # TFDS/HEAR: its silence windows are the validation silence
+MODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # official modes: full, 5h
+DONE = ".speech-commands-done"  # marks a finished task folder written by this builder
 
 
 def label_of(folder: str) -> str:
@@ -64,8 +76,8 @@ def _fit(audio: np.ndarray, n: int) -> np.ndarray:
 
 def collect_clips(root: Path, test_root: Path | None) -> dict[str, list[tuple[str, Path, int | None, str]]]:
     """{split: [(out file name, source wav, silence window start or None, label)]} by the recipe above."""
-    validation = set((root / "validation_list.txt").read_text().split())
-    testing = set((root / "testing_list.txt").read_text().split())
+    validation = set(read_text(root / "validation_list.txt").split())
+    testing = set(read_text(root / "testing_list.txt").split())
     splits: dict[str, list] = {"train": [], "valid": [], "test": []}
     for wav in sorted(root.glob("[!_]*/*.wav")):
         rel = f"{wav.parent.name}/{wav.name}"
@@ -79,7 +91,7 @@ def collect_clips(root: Path, test_root: Path | None) -> dict[str, list[tuple[st
         raise TaskError(f"{root / BACKGROUND} holds no .wav file: the {SILENCE} clips are cut from it")
     only_tap = all(p.stem == VALID_NOISE for p in noises)
     for noise in noises:
-        n = sf.info(noise).frames
+        n = audio_info(noise).frames
         for start in silence_windows(n):
             end = start + SAMPLE_RATE
             if test_root is None and end > 0.9 * n:  # the tail is the test silence
@@ -109,51 +121,51 @@ def collect_clips(root: Path, test_root: Path | None) -> dict[str, list[tuple[st
     return splits
 
 
-def build(src: Path, out_root: Path, test_set: Path | None = None, mode: str = "full", progress: bool = True) -> Path:
-    """Write OUT_ROOT/speech_commands-v0.0.2-<mode>/ from the v0.02 layout (folder or archive); returns it."""
-    src, out_root = Path(src), Path(out_root)
-    task_dir = out_root / f"speech_commands-v0.0.2-{mode}"
-    done = task_dir / ".speech-commands-done"
-    if done.is_file():
-        return task_dir
-    out_root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".extract-speech-commands-", dir=out_root) as tmp:
-        root = _find_root(safe_extract(src, Path(tmp) / "train") if is_archive(src) else src, "validation_list.txt")
-        _find_root(root, "testing_list.txt")
-        test_root = None
-        if test_set is not None:
-            test_set = Path(test_set)
-            test_dir = safe_extract(test_set, Path(tmp) / "test") if is_archive(test_set) else test_set
-            hits = sorted({p.parent.parent for p in test_dir.glob("**/_silence_/*.wav")})
-            if not hits:
-                raise TaskError(f"{test_set} is not the Speech Commands test set: no {SILENCE}/ folder with clips in it")
-            test_root = hits[0]
-        splits = collect_clips(root, test_root)
+def task_folder(out_root: Path, mode: str) -> Path:
+    """OUT_ROOT/speech_commands-v0.0.2-<mode>; BadInput (exit 2) for a mode that is not one plain word."""
+    if not isinstance(mode, str) or not MODE.fullmatch(mode):
+        raise BadInput(f"--mode {mode!r}: expected one word of letters, digits, '.', '_' or '-' (the task folder is "
+                       f"speech_commands-v0.0.2-<mode>), e.g. full or small")
+    return Path(out_root) / f"speech_commands-v0.0.2-{mode}"
 
-        partial = task_dir.with_name(task_dir.name + ".partial")
-        if partial.exists():
-            shutil.rmtree(partial)
-        total = sum(len(v) for v in splits.values())
-        bar = tqdm(total=total, desc=task_dir.name, unit="clip", disable=not progress)
-        for split, clips in splits.items():
-            audio_dir = partial / str(SAMPLE_RATE) / split
-            audio_dir.mkdir(parents=True)
-            labels = {}
-            for name, wav, start, label in clips:
-                if start is None:
-                    audio, sr = sf.read(wav, dtype="float32")
-                else:
-                    audio, sr = sf.read(wav, dtype="float32", start=start, stop=start + SAMPLE_RATE)
-                if sr != SAMPLE_RATE:
-                    raise TaskError(f"{wav} is at {sr} Hz; Speech Commands v0.02 is 16000 Hz")
-                if audio.ndim != 1:
-                    raise TaskError(f"{wav} has {audio.shape[1]} channels; Speech Commands v0.02 is mono")
-                sf.write(audio_dir / name, _fit(audio, SAMPLE_RATE), SAMPLE_RATE, subtype="PCM_16")
-                labels[name] = [label]
-                bar.update()
-            (partial / f"{split}.json").write_text(json.dumps(labels, indent=1))
-        bar.close()
-    metadata = {
+
+def _test_root(test_set: Path, tmp: Path) -> Path:
+    """The folder of the official test set (one folder per label) inside a folder or archive."""
+    test_dir = safe_extract(test_set, tmp / "test") if is_archive(test_set) else test_set
+    hits = sorted({p.parent.parent for p in test_dir.glob("**/_silence_/*.wav")})
+    if not hits:
+        raise TaskError(f"{test_set} is not the Speech Commands test set: no {SILENCE}/ folder with clips in it")
+    return hits[0]
+
+
+def _clip_audio(wav: Path, start: int | None) -> np.ndarray:
+    """One 1 s clip ([SAMPLE_RATE] float32): a word clip padded or cut, or a window of a background file."""
+    kwargs = {} if start is None else {"start": start, "stop": start + SAMPLE_RATE}
+    audio, sr = read_audio(wav, **kwargs)
+    if sr != SAMPLE_RATE:
+        raise TaskError(f"{wav} is at {sr} Hz; Speech Commands v0.02 is {SAMPLE_RATE} Hz")
+    if audio.ndim != 1:
+        raise TaskError(f"{wav} has {audio.shape[1]} channels; Speech Commands v0.02 is mono")
+    return _fit(audio, SAMPLE_RATE)
+
+
+def _write_splits(partial: Path, splits: dict, progress: bool) -> None:
+    """<split>.json and 16000/<split>/*.wav for every split into `partial`."""
+    bar = tqdm(total=sum(len(v) for v in splits.values()), desc=partial.name, unit="clip", disable=not progress)
+    for split, clips in splits.items():
+        audio_dir = partial / str(SAMPLE_RATE) / split
+        audio_dir.mkdir(parents=True)
+        labels = {}
+        for name, wav, start, label in clips:
+            sf.write(audio_dir / name, _clip_audio(wav, start), SAMPLE_RATE, subtype="PCM_16")
+            labels[name] = [label]
+            bar.update()
+        (partial / f"{split}.json").write_text(json.dumps(labels, indent=1))
+    bar.close()
+
+
+def _metadata(mode: str, official_test_set: bool) -> dict:
+    return {
         "task_name": "speech_commands",
         "version": "v0.0.2",
         "embedding_type": "scene",
@@ -163,12 +175,33 @@ def build(src: Path, out_root: Path, test_set: Path | None = None, mode: str = "
         "evaluation": ["top1_acc"],
         "mode": mode,
         "splits": ["train", "valid", "test"],
-        "official_test_set": test_set is not None,
+        "official_test_set": official_test_set,
     }
-    (partial / "task_metadata.json").write_text(json.dumps(metadata, indent=1))
+
+
+def build(src: Path, out_root: Path, test_set: Path | None = None, mode: str = "full", progress: bool = True) -> Path:
+    """Write OUT_ROOT/speech_commands-v0.0.2-<mode>/ from the v0.02 layout (folder or archive); returns it.
+
+    Written into `<task>.partial/` (marked as ours) and renamed when complete; a folder of the task's name that
+    this builder did not write is refused, never deleted."""
+    src, out_root = Path(src), Path(out_root)
+    task_dir = task_folder(out_root, mode)
+    if (task_dir / DONE).is_file():
+        return task_dir
+    partial = task_dir.with_name(task_dir.name + ".partial")
+    remove_own_folder(task_dir, DONE)  # without DONE it is not ours: refused before any work
+    remove_own_folder(partial, PARTIAL)  # a left-over of an interrupted run is ours; anything else is refused
+    out_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".extract-speech-commands-", dir=out_root) as tmp:
+        root = _find_root(safe_extract(src, Path(tmp) / "train") if is_archive(src) else src, "validation_list.txt")
+        _find_root(root, "testing_list.txt")
+        splits = collect_clips(root, _test_root(Path(test_set), Path(tmp)) if test_set is not None else None)
+        partial.mkdir()
+        (partial / PARTIAL).write_text("")
+        _write_splits(partial, splits, progress)
+    (partial / "task_metadata.json").write_text(json.dumps(_metadata(mode, test_set is not None), indent=1))
     (partial / "labelvocabulary.csv").write_text("idx,label\n" + "".join(f"{i},{l}\n" for i, l in enumerate(LABELS)))
-    (partial / done.name).write_text(json.dumps({k: len(v) for k, v in splits.items()}))
-    if task_dir.exists():
-        shutil.rmtree(task_dir)
+    (partial / DONE).write_text(json.dumps({k: len(v) for k, v in splits.items()}))
     partial.rename(task_dir)
+    (task_dir / PARTIAL).unlink()
     return task_dir

@@ -15,7 +15,6 @@ spectro-temporal shape. Deterministic from the seed (numpy's PCG64 generator, on
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,7 +22,10 @@ from typing import Callable
 import numpy as np
 import soundfile as sf
 
-SAMPLE_RATE = 16000
+from eval.taskdir import PARTIAL, remove_own_folder
+from hear_maeast.errors import BadInput
+
+SAMPLE_RATE = 16000  # Hz: the generated tasks' own rate (the rate of the models they were made for)
 VERSION = "v1.0"
 MODE = "small"
 
@@ -272,12 +274,11 @@ def write_task(task: SynthTask, out_root: Path, seed: int = 0) -> Path:
     metadata = task_metadata(task, seed)
     if done.is_file() and json.loads(done.read_text()) == metadata:
         return folder
-    if folder.exists():
-        shutil.rmtree(folder)
     tmp = folder.with_name(folder.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    remove_own_folder(folder, done.name)  # ours (another seed): replaced; a folder we did not write: refused
+    remove_own_folder(tmp, PARTIAL)
     tmp.mkdir(parents=True)
+    (tmp / PARTIAL).write_text("")
     # one independent stream per task, so adding a task never changes the others
     rng = np.random.default_rng([seed, TASK_NAMES.index(task.name)])
     for split, count in task.splits:
@@ -294,11 +295,14 @@ def write_task(task: SynthTask, out_root: Path, seed: int = 0) -> Path:
     (tmp / "task_metadata.json").write_text(json.dumps(metadata, indent=1))
     (tmp / done.name).write_text(json.dumps(metadata))
     tmp.rename(folder)
+    (folder / PARTIAL).unlink()
     return folder
 
 
 def write_suite(out_root: Path, seed: int = 0, only: tuple[str, ...] = ()) -> list[Path]:
     unknown = set(only) - set(TASK_NAMES)
     if unknown:
-        raise ValueError(f"unknown synthetic task(s) {sorted(unknown)}; choose from {list(TASK_NAMES)}")
+        raise BadInput(f"--only {sorted(unknown)}: no such synthetic task; choose from {list(TASK_NAMES)}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise BadInput(f"--seed {seed!r}: expected a non-negative integer")
     return [write_task(t, out_root, seed) for t in TASKS if not only or t.name in only]

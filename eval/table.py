@@ -1,128 +1,94 @@
-"""Leaderboard tables from heareval's `test.predicted-scores.json` files.
+"""Leaderboard tables from `hear-maeast eval` results folders (scores read by eval.results, the one reader).
 
-The number per task is the one the HEAR leaderboard uses: `["test"]["test_score"]` for train/valid/test tasks,
-`["aggregated_scores"]["test_score_mean"]` (with `test_score_std`) for k-fold tasks. Rows: one per model, then
-the reference rows for the tasks that are among the 19 of HEAR 2021. A task whose folder exists but has no
-scores (failed.json, or stopped half-way) is `failed`, never an empty cell.
+Rows: one per model; then the reference rows (HEAR 2021 best, MSM-MAE paper) for the official HEAR 2021 tasks
+only; then `clips` (train/valid/test sizes, or the total and number of folds) and `chance` (the score of
+predictions that ignore the audio, eval.taskdir.chance_level) for every task. A task whose folder exists but has
+no scores (failed.json, or stopped half-way) is `failed`, never an empty cell.
+
+Which tasks are official: `table` sees only results folders, so a task counts as the official one when its folder
+name is one of the 19 AND its clip count, summed over the split JSONs heareval copied into the results when it
+embedded the task, is within 1 % of the official task's (hearbenchmark.com/hear-tasks, "# clips"). A task built
+from a subset and named like an official one (the 85-clip Speech Commands subset as `...-full`) gets no
+reference row.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
-import math
-from dataclasses import dataclass
 from pathlib import Path
 
-SCORES = "test.predicted-scores.json"
-FAILED = "failed"
+from eval.results import FAILED, ModelResults, Score, read_models, read_task_facts
+from eval.taskdir import TaskFacts
 
-# Best score on the HEAR leaderboard (hearbenchmark.com docs/leaderboard.csv), by task folder name.
-HEAR_2021_BEST = {
-    "dcase2016_task2-hear2021-full": 0.925,
-    "nsynth_pitch-v2.2.3-5h": 0.878,
-    "nsynth_pitch-v2.2.3-50h": 0.900,
-    "speech_commands-v0.0.2-5h": 0.976,
-    "speech_commands-v0.0.2-full": 0.978,
-    "beehive_states_fold0-v2-full": 0.878,
-    "beijing_opera-v1.0-hear2021-full": 0.975,
-    "tfds_crema_d-1.0.0-full": 0.752,
-    "esc50-v2.0.0-full": 0.948,
-    "fsd50k-v1.0-full": 0.641,
-    "gunshot_triangulation-v1.0-full": 0.967,
-    "tfds_gtzan-1.0.0-full": 0.883,
-    "tfds_gtzan_music_speech-1.0.0-full": 0.992,
-    "libricount-v1.0.0-hear2021-full": 0.785,
-    "maestro-v3.0.0-5h": 0.469,
-    "mridangam_stroke-v1.5-full": 0.975,
-    "mridangam_tonic-v1.5-full": 0.942,
-    "vocal_imitation-v1.1.3-full": 0.215,
-    "vox_lingua_top10-hear2021-full": 0.720,
+# The 19 tasks of the HEAR 2021 leaderboard, by task folder name: (clips in the official task, from
+# hearbenchmark.com/hear-tasks; best score on the leaderboard, hearbenchmark.com docs/leaderboard.csv).
+HEAR_2021 = {
+    "dcase2016_task2-hear2021-full": (72, 0.925),
+    "nsynth_pitch-v2.2.3-5h": (5000, 0.878),
+    "nsynth_pitch-v2.2.3-50h": (49060, 0.900),
+    "speech_commands-v0.0.2-5h": (22890, 0.976),
+    "speech_commands-v0.0.2-full": (100503, 0.978),
+    "beehive_states_fold0-v2-full": (576, 0.878),
+    "beijing_opera-v1.0-hear2021-full": (236, 0.975),
+    "tfds_crema_d-1.0.0-full": (7438, 0.752),
+    "esc50-v2.0.0-full": (2000, 0.948),
+    "fsd50k-v1.0-full": (51185, 0.641),
+    "gunshot_triangulation-v1.0-full": (88, 0.967),
+    "tfds_gtzan-1.0.0-full": (1000, 0.883),
+    "tfds_gtzan_music_speech-1.0.0-full": (128, 0.992),
+    "libricount-v1.0.0-hear2021-full": (5720, 0.785),
+    "maestro-v3.0.0-5h": (185, 0.469),
+    "mridangam_stroke-v1.5-full": (6977, 0.975),
+    "mridangam_tonic-v1.5-full": (6977, 0.942),
+    "vocal_imitation-v1.1.3-full": (5601, 0.215),
+    "vox_lingua_top10-hear2021-full": (972, 0.720),
 }
+OFFICIAL_CLIPS = {task: clips for task, (clips, _) in HEAR_2021.items()}
+CLIPS_TOLERANCE = 0.01  # relative: the published counts are the tasks' as hear-preprocess wrote them
+HEAR_2021_BEST = {task: best for task, (_, best) in HEAR_2021.items()}
 # The MSM-MAE paper's own HEAR scores known here (abstract): CREMA-D 73.4 %, LibriCount 85.8 %.
 MSM_MAE_PAPER = {
     "tfds_crema_d-1.0.0-full": 0.734,
     "libricount-v1.0.0-hear2021-full": 0.858,
 }
 REFERENCES = {"HEAR 2021 best": HEAR_2021_BEST, "MSM-MAE paper": MSM_MAE_PAPER}
+UNKNOWN, UNDEFINED = "?", "-"  # task facts not recorded (no copy of the task in the results) / no chance level
 
 
-@dataclass(frozen=True)
-class Score:
-    mean: float | None  # None: failed
-    std: float | None = None  # over folds, for k-fold tasks
-
-    def __str__(self) -> str:
-        if self.mean is None:
-            return FAILED
-        if self.std is None or math.isnan(self.std):
-            return f"{self.mean:.3f}"
-        return f"{self.mean:.3f}±{self.std:.3f}"
+def is_official(task: str, facts: TaskFacts | None) -> bool:
+    """The task folder is one of the 19 HEAR 2021 tasks with the official task's clip count (see the docstring)."""
+    official = OFFICIAL_CLIPS.get(task)
+    return official is not None and facts is not None and abs(facts.total - official) <= CLIPS_TOLERANCE * official
 
 
-def read_score(task_dir: Path) -> Score:
-    """The leaderboard number of one task result folder (heareval's embeddings folder for the task)."""
-    path = Path(task_dir) / SCORES
-    if not path.is_file():
-        return Score(None)
-    scores = json.loads(path.read_text())
-    if "aggregated_scores" in scores:  # k-fold: mean and std over folds
-        agg = scores["aggregated_scores"]
-        return Score(float(agg["test_score_mean"]), float(agg["test_score_std"]))
-    if "test" in scores:
-        return Score(float(scores["test"]["test_score"]))
-    folds = [v for v in scores.values() if isinstance(v, dict) and "test_score" in v]
-    if len(folds) == 1:  # a k-fold task with a single fold has no aggregate
-        return Score(float(folds[0]["test_score"]))
-    raise ValueError(f"{path}: no test score found (keys: {sorted(scores)})")
-
-
-def _is_task_result(path: Path) -> bool:
-    return any((path / f).exists() for f in (SCORES, "failed.json", "task_metadata.json", ".done.embeddings"))
-
-
-def _is_model_dir(path: Path) -> bool:
-    return (path / "run.json").is_file() or any(_is_task_result(c) for c in path.iterdir() if c.is_dir())
-
-
-def model_dirs(path: Path) -> list[Path]:
-    """Model folders in `path`: itself when it is one (RESULTS/<model>), else its subfolders (RESULTS)."""
-    path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path} is not a folder of results (expected RESULTS/<model>/<task>/{SCORES})")
-    if _is_model_dir(path):
-        return [path]
-    found = sorted(c for c in path.iterdir() if c.is_dir() and _is_model_dir(c))
-    if not found:
-        raise FileNotFoundError(f"no model results in {path} (expected {path}/<model>/<task>/{SCORES})")
-    return found
-
-
-def collect(paths: list[Path]) -> tuple[list[str], dict[str, dict[str, Score]]]:
-    """(task columns, {model name: {task: Score}}) from RESULTS folders or single model folders."""
-    rows: dict[str, dict[str, Score]] = {}
-    tasks: set[str] = set()
-    for p in paths:
-        for mdir in model_dirs(Path(p)):
-            name = mdir.name
-            run_json = mdir / "run.json"
-            if run_json.is_file():
-                name = json.loads(run_json.read_text()).get("name", name)
-            row = {t.name: read_score(t) for t in sorted(mdir.iterdir()) if t.is_dir() and _is_task_result(t)}
-            rows[name] = row
-            tasks.update(row)
-    return sorted(tasks), rows
-
-
-def table_rows(tasks: list[str], rows: dict[str, dict[str, Score]]) -> list[list[str]]:
-    """Header plus one row per model, then the reference rows that know at least one of the tasks."""
-    out = [["model", *tasks]]
-    for name, row in rows.items():
-        out.append([name, *(str(row[t]) if t in row else "" for t in tasks)])
+def reference_rows(tasks: list[str], facts: dict[str, TaskFacts | None]) -> dict[str, dict[str, Score]]:
+    """{reference name: {task: Score}} for the official tasks among `tasks`; references with none are left out."""
+    rows = {}
     for ref_name, ref in REFERENCES.items():
-        if any(t in ref for t in tasks):
-            out.append([ref_name, *(f"{ref[t]:.3f}" if t in ref else "" for t in tasks)])
+        row = {t: Score(ref[t]) for t in tasks if t in ref and is_official(t, facts[t])}
+        if row:
+            rows[ref_name] = row
+    return rows
+
+
+def collect(paths: list[Path]) -> tuple[list[str], list[ModelResults], dict[str, TaskFacts | None]]:
+    """(task columns, one ModelResults per model folder, the facts of each task) from RESULTS or model folders."""
+    models = read_models(paths)
+    tasks = sorted({t for m in models for t in m.scores})
+    return tasks, models, read_task_facts(models, tasks)
+
+
+def table_rows(tasks: list[str], models: list[ModelResults], facts: dict[str, TaskFacts | None]) -> list[list[str]]:
+    """Header, one row per model, the reference rows, then each task's `clips` and `chance`."""
+    out = [["model", *tasks]]
+    for m in models:
+        out.append([m.name, *(str(m.scores[t]) if t in m.scores else "" for t in tasks)])
+    for ref_name, row in reference_rows(tasks, facts).items():
+        out.append([ref_name, *(str(row[t]) if t in row else "" for t in tasks)])
+    out.append(["clips", *(facts[t].size() if facts[t] else UNKNOWN for t in tasks)])
+    out.append(["chance", *(UNKNOWN if not facts[t] else UNDEFINED if facts[t].chance is None
+                            else f"{facts[t].chance:.3f}" for t in tasks)])
     return out
 
 
@@ -139,7 +105,7 @@ def to_csv(table: list[list[str]]) -> str:
     return buf.getvalue()
 
 
-def plot(tasks: list[str], rows: dict[str, dict[str, Score]], path: Path) -> None:
+def plot(tasks: list[str], models: list[ModelResults], facts: dict[str, TaskFacts | None], path: Path) -> None:
     """Grouped bar chart: one group per task, one bar per model (and reference); failed tasks drawn as 0 and marked."""
     import matplotlib
 
@@ -147,10 +113,9 @@ def plot(tasks: list[str], rows: dict[str, dict[str, Score]], path: Path) -> Non
     import matplotlib.pyplot as plt
     import numpy as np
 
-    series = {name: {t: row.get(t) for t in tasks} for name, row in rows.items()}
-    for ref_name, ref in REFERENCES.items():
-        if any(t in ref for t in tasks):
-            series[ref_name] = {t: Score(ref[t]) if t in ref else None for t in tasks}
+    series = {m.name: {t: m.scores.get(t) for t in tasks} for m in models}
+    for ref_name, row in reference_rows(tasks, facts).items():
+        series[ref_name] = {t: row.get(t) for t in tasks}
     width = 0.8 / max(1, len(series))
     x = np.arange(len(tasks))
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(tasks) + 2), 4.5))
@@ -168,20 +133,30 @@ def plot(tasks: list[str], rows: dict[str, dict[str, Score]], path: Path) -> Non
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
+
+
+def _atomic_write(path: Path, write) -> None:
+    from hear_maeast.checkpoint import atomic_write  # imported here: it brings torch, which a table never needs
+
+    atomic_write(path, write)
+
+
+def _write_text(path: Path, text: str) -> None:
+    _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
 
 
 def write_table(paths: list[Path], markdown: Path | None = None, csv_path: Path | None = None,
                 png: Path | None = None) -> str:
     """Collect scores, write the requested files, and return the Markdown table."""
-    tasks, rows = collect(paths)
-    table = table_rows(tasks, rows)
+    tasks, models, facts = collect(paths)
+    table = table_rows(tasks, models, facts)
     md = to_markdown(table)
     if markdown:
-        Path(markdown).write_text(md)
+        _write_text(markdown, md)
     if csv_path:
-        Path(csv_path).write_text(to_csv(table))
+        _write_text(csv_path, to_csv(table))
     if png:
-        plot(tasks, rows, Path(png))
+        plot(tasks, models, facts, Path(png))
     return md

@@ -10,6 +10,9 @@ The official layout (written by hear-preprocess, read by heareval):
 
 Sources given to `tasks` commands may be a task folder, a tasks root (a folder of task folders), or an archive
 (`.tar.gz`, `.tgz`, `.tar`, `.zip`) holding either, with the official `hear-<ver>/tasks/` prefix or not.
+
+Everything read from a task is untrusted: a split name or a clip name becomes a path (ours and heareval's), so
+each goes through `plain_name` / `child_path` first, and a file that cannot be decoded is named in a TaskError.
 """
 
 from __future__ import annotations
@@ -18,17 +21,90 @@ import json
 import shutil
 import tarfile
 import zipfile
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
+
+import soundfile as sf
+
+from hear_maeast.errors import BadInput, HearMaeastError, WorkFailed
 
 METADATA = "task_metadata.json"
 LABEL_VOCABULARY = "labelvocabulary.csv"
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 SCENE, EVENT = "scene", "event"
 SPLIT_MODES = ("trainvaltest", "new_split_kfold", "presplit_kfold")
+PARTIAL = ".hear-maeast-partial"  # marks a half-written folder of ours, so that only ours are ever deleted
 
 
-class TaskError(ValueError):
-    """A folder or archive is not a usable HEAR task; the message says what is wrong and what to do."""
+class TaskError(WorkFailed):
+    """A folder or archive is not a usable HEAR task (failed work: exit 1); the message says what is wrong and
+    what to do. Bad options and arguments are `BadInput` (exit 2) instead."""
+
+
+def plain_name(name, what: str, error: type[HearMaeastError] = TaskError) -> str:
+    """`name` when it is one plain file or folder name; `error` otherwise. For every name read from a task's
+    metadata, a split JSON or an option that becomes a path: `../../x`, `a/b`, `/x`, `..` or `` never does."""
+    if not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in "/\\\0"):
+        raise error(f"{what} {name!r} is not a plain file or folder name (expected one name such as `train` or "
+                    f"`clip_0001.wav`, without '/', '\\' or '..')")
+    return name
+
+
+def child_path(folder: Path, name, what: str, error: type[HearMaeastError] = TaskError) -> Path:
+    """`folder / name` for an untrusted `name` (see plain_name): a path that is always inside `folder`."""
+    return Path(folder) / plain_name(name, what, error)
+
+
+def remove_own_folder(folder: Path, marker: str) -> None:
+    """Delete `folder` only when it holds `marker` (a file our own writers put there); refuse any other folder."""
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    if not (folder / marker).is_file():
+        raise BadInput(f"{folder} exists and was not written by hear-maeast (it has no {marker}); it is left "
+                       f"untouched: move it away or choose another output folder")
+    shutil.rmtree(folder)
+
+
+UNREADABLE_AUDIO = (sf.LibsndfileError, RuntimeError, OSError, ValueError)  # what soundfile raises on a bad file
+
+
+def _audio_error(path: Path, e: Exception) -> TaskError:
+    return TaskError(f"{path}: cannot decode audio ({e}); replace the file, or remove it and its entry from the "
+                     f"split's JSON")
+
+
+def read_audio(path: Path, **kwargs):
+    """soundfile.read of a task's clip ([n] or [n, channels] float32, rate); a TaskError naming the file when it
+    cannot be decoded."""
+    try:
+        return sf.read(str(path), dtype="float32", **kwargs)
+    except UNREADABLE_AUDIO as e:
+        raise _audio_error(path, e) from e
+
+
+def audio_info(path: Path):
+    """soundfile.info of a task's clip (frames, samplerate, subtype); a TaskError naming a file it cannot read."""
+    try:
+        return sf.info(str(path))
+    except UNREADABLE_AUDIO as e:
+        raise _audio_error(path, e) from e
+
+
+def read_text(path: Path) -> str:
+    """A task's text file as UTF-8; a TaskError naming the file otherwise."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise TaskError(f"{path} is not UTF-8 text ({e}); HEAR task files are UTF-8: re-save it as UTF-8") from e
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise TaskError(f"{path} is not valid JSON ({e}); the task folder is damaged: rebuild or re-download it") from e
 
 
 def is_task(path: Path) -> bool:
@@ -39,15 +115,46 @@ def is_archive(path: Path) -> bool:
     return Path(path).is_file() and str(path).lower().endswith(ARCHIVE_SUFFIXES)
 
 
-def task_splits(metadata: dict) -> list[str]:
-    """Split names of a task: `splits` when written (hear-preprocess always writes it), else from `split_mode`."""
+def task_splits(metadata: dict, source: Path | str = METADATA) -> list[str]:
+    """Split names of a task: `splits` when written (hear-preprocess always writes it), else from `split_mode`.
+
+    Each is a plain name (it becomes `<split>.json` and `<rate>/<split>/`); anything else is a TaskError naming
+    `source` (the metadata file)."""
     if metadata.get("splits"):
-        return list(metadata["splits"])
+        splits = metadata["splits"]
+        if not isinstance(splits, list):
+            raise TaskError(f"{source}: `splits` must be a list of split names, got {splits!r}")
+        return [plain_name(s, f"{source}: split name") for s in splits]
     if metadata.get("split_mode") == "trainvaltest":
         return ["train", "valid", "test"]
-    if "nfolds" in metadata:
-        return [f"fold{i:02d}" for i in range(int(metadata["nfolds"]))]
-    raise TaskError("task_metadata.json has neither `splits` nor a split_mode/nfolds to derive them from")
+    if isinstance(metadata.get("nfolds"), int) and 0 < metadata["nfolds"] <= 100:
+        return [f"fold{i:02d}" for i in range(metadata["nfolds"])]
+    raise TaskError(f"{source} has neither `splits` nor a split_mode/nfolds to derive them from")
+
+
+def read_split(task_dir: Path, split: str) -> dict:
+    """`<split>.json`: {clip file name: labels}; every clip name is a plain name (heareval makes paths of them)."""
+    path = child_path(task_dir, f"{split}.json", f"{Path(task_dir) / METADATA}: split file")
+    if not path.is_file():
+        raise TaskError(f"{task_dir} is not a complete HEAR task: {path.name} is missing")
+    clips = read_json(path)
+    if not isinstance(clips, dict) or not all(isinstance(v, list) for v in clips.values()):
+        raise TaskError(f"{path} must map each clip file name to a list of labels or events, as hear-preprocess "
+                        f"writes it")
+    for name in clips:
+        plain_name(name, f"{path}: clip name")
+    return clips
+
+
+def read_vocabulary(task_dir: Path) -> list[str]:
+    """The labels of `labelvocabulary.csv` (header `idx,label`), in index order."""
+    path = Path(task_dir) / LABEL_VOCABULARY
+    if not path.is_file():
+        raise TaskError(f"{task_dir} is not a complete HEAR task: {LABEL_VOCABULARY} is missing")
+    lines = read_text(path).splitlines()
+    if lines[:1] != ["idx,label"]:
+        raise TaskError(f"{path} must start with the header `idx,label`, got {lines[:1]}")
+    return [line.split(",", 1)[-1] for line in lines[1:] if line.strip()]
 
 
 def sample_rates(task_dir: Path) -> list[int]:
@@ -64,53 +171,59 @@ def read_metadata(task_dir: Path) -> dict:
             f"{LABEL_VOCABULARY}, one <split>.json per split and <sample_rate>/<split>/*.wav "
             f"(see the official HEAR 2021 task layout)."
         )
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise TaskError(f"{path} is not valid JSON ({e})") from e
+    metadata = read_json(path)
+    if not isinstance(metadata, dict):
+        raise TaskError(f"{path} must hold a JSON object (the task's metadata), got {type(metadata).__name__}")
+    return metadata
+
+
+def check_metadata(task_dir: Path) -> dict:
+    """The task's metadata, refused (TaskError) unless it has the fields heareval reads, with values it accepts."""
+    metadata = read_metadata(task_dir)
+    where = Path(task_dir) / METADATA
+    for key in ("embedding_type", "prediction_type", "split_mode", "evaluation"):
+        if key not in metadata:
+            raise TaskError(f"{where} has no `{key}` field; it is not a HEAR task's metadata")
+    if metadata["embedding_type"] not in (SCENE, EVENT):
+        raise TaskError(f"{where}: embedding_type must be scene or event, got {metadata['embedding_type']!r}")
+    if metadata["split_mode"] not in SPLIT_MODES:
+        raise TaskError(f"{where}: split_mode {metadata['split_mode']!r} is not one heareval scores "
+                        f"({', '.join(SPLIT_MODES)})")
+    evaluation = metadata["evaluation"]
+    if not (isinstance(evaluation, list) and evaluation and all(isinstance(m, str) for m in evaluation)):
+        raise TaskError(f"{where}: evaluation must be a list of metric names (the first is the score), got "
+                        f"{evaluation!r}")
+    return metadata
 
 
 def check_task(task_dir: Path, sample_rate: int | None = None) -> dict:
     """Check a task folder against the official layout and return its metadata.
 
-    With `sample_rate`, also require the audio folders `<sample_rate>/<split>/` (the only ones heareval reads
-    for a model of that rate). Raises TaskError naming the first missing or malformed piece.
+    Reads the metadata, the label vocabulary and every split JSON (whose clip names must be plain names). With
+    `sample_rate`, also requires the audio folders `<sample_rate>/<split>/` (the only ones heareval reads for a
+    model of that rate). Raises TaskError naming the first missing or malformed piece.
     """
     task_dir = Path(task_dir)
     if not task_dir.is_dir():
         raise TaskError(f"{task_dir} does not exist or is not a folder")
-    metadata = read_metadata(task_dir)
-    for key in ("embedding_type", "prediction_type", "split_mode", "evaluation"):
-        if key not in metadata:
-            raise TaskError(f"{task_dir / METADATA} has no `{key}` field; it is not a HEAR task's metadata")
-    if metadata["embedding_type"] not in (SCENE, EVENT):
-        raise TaskError(f"{task_dir / METADATA}: embedding_type must be scene or event, got {metadata['embedding_type']!r}")
-    if metadata["split_mode"] not in SPLIT_MODES:
-        raise TaskError(
-            f"{task_dir / METADATA}: split_mode {metadata['split_mode']!r} is not one heareval scores "
-            f"({', '.join(SPLIT_MODES)})"
-        )
-    if not (task_dir / LABEL_VOCABULARY).is_file():
-        raise TaskError(f"{task_dir} is not a complete HEAR task: {LABEL_VOCABULARY} is missing")
-    header = (task_dir / LABEL_VOCABULARY).read_text().splitlines()[:1]
-    if header != ["idx,label"]:
-        raise TaskError(f"{task_dir / LABEL_VOCABULARY} must start with the header `idx,label`, got {header}")
-    splits = task_splits(metadata)
+    metadata = check_metadata(task_dir)
+    read_vocabulary(task_dir)
+    splits = task_splits(metadata, task_dir / METADATA)
     for split in splits:
-        if not (task_dir / f"{split}.json").is_file():
-            raise TaskError(f"{task_dir} is not a complete HEAR task: {split}.json is missing (splits: {splits})")
-    if sample_rate is not None:
-        rates = sample_rates(task_dir)
-        if sample_rate not in rates:
-            have = ", ".join(map(str, rates)) or "none"
-            raise TaskError(
-                f"{task_dir.name} has no audio at {sample_rate} Hz (it has: {have}). heareval reads only "
-                f"{task_dir.name}/{sample_rate}/<split>/; make a {sample_rate} Hz copy first: "
-                f"hear-maeast tasks resample {task_dir} NEW_TASKS_ROOT --sr {sample_rate}"
-            )
-        for split in splits:
-            if not (task_dir / str(sample_rate) / split).is_dir():
-                raise TaskError(f"{task_dir} has no audio folder {sample_rate}/{split}/")
+        read_split(task_dir, split)
+    if sample_rate is None:
+        return metadata
+    rates = sample_rates(task_dir)
+    if sample_rate not in rates:
+        have = ", ".join(map(str, rates)) or "none"
+        raise TaskError(
+            f"{task_dir.name} has no audio at {sample_rate} Hz (it has: {have}). heareval reads only "
+            f"{task_dir.name}/{sample_rate}/<split>/; make a {sample_rate} Hz copy first: "
+            f"hear-maeast tasks resample {task_dir} NEW_TASKS_ROOT --sr {sample_rate}"
+        )
+    for split in splits:
+        if not (task_dir / str(sample_rate) / split).is_dir():
+            raise TaskError(f"{task_dir} has no audio folder {sample_rate}/{split}/")
     return metadata
 
 
@@ -151,33 +264,60 @@ def locate_tasks_root(folder: Path) -> Path:
     raise TaskError(f"no {METADATA} found in {folder} (nor in its first 3 levels): this is not a HEAR task tree")
 
 
+DAMAGED = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error)  # what a truncated or foreign archive raises
+
+
+def _extract_zip(zf: zipfile.ZipFile, archive: Path, dest: Path) -> None:
+    root = dest.resolve()
+    for info in zf.infolist():
+        target = (root / info.filename).resolve()
+        if not target.is_relative_to(root):
+            raise TaskError(f"{archive}: member {info.filename!r} would be written outside {dest}; refused")
+        if info.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(info) as src, open(target, "wb") as out:
+            shutil.copyfileobj(src, out)
+
+
 def safe_extract(archive: Path, dest: Path) -> Path:
-    """Extract a .tar(.gz)/.zip into `dest` refusing any member that would land outside it; return `dest`."""
+    """Extract a .tar(.gz)/.zip into `dest` refusing any member that would land outside it; return `dest`.
+
+    A file that is not an archive, or a truncated one, is a TaskError naming it."""
     archive, dest = Path(archive), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    root = dest.resolve()
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                target = (root / info.filename).resolve()
-                if not target.is_relative_to(root):
-                    raise TaskError(f"{archive}: member {info.filename!r} would be written outside {dest}; refused")
-                if info.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out)
-    elif tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as tf:
-            try:
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                _extract_zip(zf, archive, dest)
+        elif tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as tf:
                 # "data" refuses absolute paths, `..`, links out of dest and device files
                 tf.extractall(dest, filter="data")
-            except tarfile.FilterError as e:
-                raise TaskError(f"{archive}: unsafe member refused ({e})") from e
-    else:
-        raise TaskError(f"{archive} is neither a zip nor a tar archive")
+        else:
+            raise TaskError(f"{archive} is neither a zip nor a tar archive (whatever its name says): give the "
+                            f"task's .tar.gz or .zip as downloaded, or the extracted folder")
+    except tarfile.FilterError as e:
+        raise TaskError(f"{archive}: unsafe member refused ({e})") from e
+    except DAMAGED as e:
+        raise TaskError(f"{archive} is damaged or truncated ({type(e).__name__}: {e}); download it again") from e
     return dest
+
+
+def archive_members(archive: Path) -> list[str]:
+    """Member names of a .tar(.gz)/.zip without extracting it; a TaskError when it is not a readable archive."""
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                return zf.namelist()
+        if tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as tf:
+                return tf.getnames()
+    except DAMAGED as e:
+        raise TaskError(f"{archive} is damaged or truncated ({type(e).__name__}: {e}); download it again") from e
+    raise TaskError(f"{archive} is neither a zip nor a tar archive (whatever its name says): give the task's "
+                    f".tar.gz or .zip as downloaded, or the extracted folder")
 
 
 def archive_stem(path: Path) -> str:
@@ -186,3 +326,60 @@ def archive_stem(path: Path) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+# ---------------------------------------------------------------------------------------------- size and chance
+ACCURACY_METRICS = ("top1_acc", "pitch_acc")  # one label per clip, exact match: chance is 1 / n_labels
+CONSTANT_CHANCE = {"aucroc": 0.5, "d_prime": 0.0}  # scores that ignore the audio rank at random
+
+
+@dataclass(frozen=True)
+class TaskFacts:
+    """What a leaderboard reader needs to know about a task besides the scores."""
+
+    split_mode: str
+    clips: dict[str, int]  # clips per split, in the metadata's order
+    metric: str  # the primary metric: the first of `evaluation`
+    chance: float | None  # expected primary score of predictions that ignore the audio; None where undefined
+
+    @property
+    def total(self) -> int:
+        return sum(self.clips.values())
+
+    def size(self) -> str:
+        """`62/12/11` (train/valid/test) or `100 in 5 folds`."""
+        if self.split_mode == "trainvaltest" and list(self.clips) == ["train", "valid", "test"]:
+            return "/".join(str(n) for n in self.clips.values())
+        return f"{self.total} in {len(self.clips)} folds"
+
+
+def chance_level(metric: str, labels: list[str], tested: list[list], embedding_type: str) -> float | None:
+    """Expected score of predictions that ignore the audio, for the primary metric over the tested clips' labels.
+
+    top1_acc / pitch_acc: 1 / n_labels (a uniform guess). mAP: the mean over the vocabulary of the fraction of
+    tested clips carrying each label (the average precision of a random ranking, macro-averaged as heareval
+    does). aucroc 0.5, d_prime 0. Event metrics (onset F-measures): None, no label-free level exists."""
+    if embedding_type == EVENT:
+        return None
+    if metric in ACCURACY_METRICS:
+        return 1.0 / max(1, len(labels))
+    if metric == "mAP":
+        counts = {label: 0 for label in labels}
+        for clip_labels in tested:
+            for label in set(clip_labels):
+                counts[label] = counts.get(label, 0) + 1
+        return sum(counts.values()) / max(1, len(tested)) / max(1, len(counts))
+    return CONSTANT_CHANCE.get(metric)
+
+
+def task_facts(task_dir: Path) -> TaskFacts:
+    """Size and chance level of a task folder (or of a heareval results folder, which holds copies of the task's
+    metadata, vocabulary and split JSONs made when it was embedded)."""
+    metadata = check_metadata(task_dir)
+    splits = {s: read_split(task_dir, s) for s in task_splits(metadata, Path(task_dir) / METADATA)}
+    # every fold is a test fold once; a train/valid/test task tests its `test` split
+    tested = [splits.get("test", {})] if metadata["split_mode"] == "trainvaltest" else list(splits.values())
+    metric = metadata["evaluation"][0]
+    chance = chance_level(metric, read_vocabulary(task_dir), [labels for clips in tested for labels in clips.values()],
+                          metadata["embedding_type"])
+    return TaskFacts(metadata["split_mode"], {s: len(c) for s, c in splits.items()}, metric, chance)

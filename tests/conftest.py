@@ -67,7 +67,7 @@ def run_env() -> dict:
 
 # --- eval/ fixtures -------------------------------------------------------------------------------------------
 
-TOY_HEAR_MODULE = '''"""A tiny HEAR module for tests: log-mel frames every 25 ms; kind="loudness" keeps only frame loudness."""
+TOY_HEAR_MODULE = '''"""A tiny HEAR module for tests: log-mel frames every 25 ms; features="loudness" keeps only frame loudness."""
 import torch
 import torchaudio
 
@@ -77,21 +77,21 @@ HOP = 400  # samples: 25 ms at 16 kHz
 class Toy(torch.nn.Module):
     sample_rate = 16000
 
-    def __init__(self, kind="logmel"):
+    def __init__(self, features="logmel"):
         super().__init__()
-        self.kind = kind
+        self.features = features
         self.mel = torchaudio.transforms.MelSpectrogram(16000, n_fft=1024, hop_length=HOP, n_mels=64)
-        self.timestamp_embedding_size = 64 if kind == "logmel" else 1
+        self.timestamp_embedding_size = 64 if features == "logmel" else 1
         self.scene_embedding_size = 2 * self.timestamp_embedding_size
 
 
-def load_model(model_file_path="", kind="logmel"):
-    return Toy(kind)
+def load_model(model_file_path="", features="logmel"):
+    return Toy(features)
 
 
 def get_timestamp_embeddings(audio, model):
     x = torch.log(model.mel(audio) + 1e-6).transpose(1, 2)  # [n, T, 64]; frame t is centred on t * HOP
-    if model.kind == "loudness":
+    if model.features == "loudness":
         x = x.mean(-1, keepdim=True)  # [n, T, 1]
     timestamps = (torch.arange(x.shape[1]) * HOP * 1000.0 / 16000).expand(x.shape[0], -1)  # [n, T] ms
     return x.float(), timestamps.float()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import collections
 import io
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -18,7 +21,8 @@ import soundfile as sf
 from eval import synth
 from eval.resample import resample_tree
 from eval.speech_commands import LABELS, build
-from eval.taskdir import TaskError, check_task, task_splits
+from eval.taskdir import TaskError, check_task, task_facts, task_splits
+from hear_maeast.errors import BadInput
 
 from conftest import run_env, shared_file
 
@@ -112,7 +116,7 @@ def test_resample_turns_the_real_44k_archive_into_a_16k_task_with_durations_kept
     # which matches another method, scipy's polyphase filter. (These official small clips peak at 2-3 LSB.)
     from scipy.signal import resample_poly
 
-    from eval.resample import resample_audio
+    from hear_maeast.audio import resample as resample_audio
 
     wav = resampled[0]
     with tarfile.open(archive) as tf:
@@ -130,7 +134,7 @@ def test_resample_turns_the_real_44k_archive_into_a_16k_task_with_durations_kept
 def test_resample_refuses_what_is_not_a_hear_task_and_names_the_missing_file(tmp_path):
     (tmp_path / "empty").mkdir()
     proc = cli("tasks", "resample", tmp_path / "empty", tmp_path / "out", check=False)
-    assert proc.returncode == 2 and "holds no task folders" in proc.stderr
+    assert proc.returncode == 1 and "holds no task folders" in proc.stderr  # a bad task folder: failed work
 
     half = tmp_path / "root" / "half_task-1-full"
     half.mkdir(parents=True)
@@ -160,6 +164,40 @@ def test_archives_with_members_escaping_the_destination_are_refused(tmp_path):
     with pytest.raises(TaskError, match="unsafe member refused"):
         resample_tree(evil, tmp_path / "out", 16000)
     assert not (tmp_path / "outside.json").exists()
+
+
+def test_resample_refuses_split_and_clip_names_that_would_leave_the_destination(tmp_path):
+    """A split named `../../../ESCAPE` in the metadata would become DST/<task>/<sr>/../../../ESCAPE: refused, and
+    nothing is written outside DST even when the source holds everything that name points to."""
+    synth.write_suite(tmp_path / "src", only=("synth_pitch",))
+    task = tmp_path / "src" / "synth_pitch-v1.0-small"
+    evil = "../../../ESCAPE"
+    metadata = json.loads((task / "task_metadata.json").read_text())
+    (task / "task_metadata.json").write_text(json.dumps({**metadata, "splits": ["train", "valid", evil]}))
+    shutil.copy(task / "test.json", os.path.normpath(task / f"{evil}.json"))  # what the old code read
+    shutil.copytree(task / "16000" / "test", os.path.normpath(task / "16000" / evil))
+    dst = tmp_path / "out" / "tasks"
+    with pytest.raises(TaskError, match=re.escape(f"split name '{evil}' is not a plain file or folder name")):
+        resample_tree(task, dst, 8000, progress=False)
+    assert not os.path.exists(os.path.normpath(dst / task.name / "8000" / evil))  # = out/ESCAPE
+
+    (task / "task_metadata.json").write_text(json.dumps(metadata))  # a clip name in a split JSON, as heareval reads it
+    labels = json.loads((task / "test.json").read_text())
+    (task / "test.json").write_text(json.dumps({**labels, "../../../x.wav": ["C4"]}))
+    with pytest.raises(TaskError, match=re.escape("test.json: clip name '../../../x.wav' is not a plain")):
+        check_task(task)
+
+
+def test_task_facts_give_each_task_its_size_and_chance_level(tmp_path):
+    synth.write_suite(tmp_path)
+    pitch, timbre, mixture, events = (task_facts(tmp_path / f"{t}-v1.0-small") for t in synth.TASK_NAMES)
+    assert (pitch.size(), pitch.metric, pitch.chance) == ("120/40/40", "top1_acc", 1 / 8)  # 8 notes
+    assert (timbre.size(), timbre.total, timbre.chance) == ("150 in 5 folds", 150, 1 / 5)  # every fold tested once
+    # mAP of scores that ignore the audio: the mean over the 6 sources of the share of test clips holding each
+    test = json.loads((tmp_path / "synth_mixture-v1.0-small" / "test.json").read_text())
+    shares = [sum(source in labels for labels in test.values()) / len(test) for source in synth.SOURCES]
+    assert mixture.metric == "mAP" and mixture.chance == pytest.approx(sum(shares) / 6)
+    assert events.chance is None  # onset F-measure: no label-free level
 
 
 # ---------------------------------------------------------------------------------------------- speech commands
@@ -222,4 +260,30 @@ def test_speech_commands_official_test_set_replaces_the_testing_list(tmp_path):
 def test_speech_commands_refuses_another_layout(tmp_path):
     (tmp_path / "words" / "yes").mkdir(parents=True)
     proc = cli("tasks", "speech-commands", tmp_path / "words", tmp_path / "out", check=False)
-    assert proc.returncode == 2 and "validation_list.txt is missing" in proc.stderr
+    assert proc.returncode == 1 and "validation_list.txt is missing" in proc.stderr
+
+
+def test_speech_commands_mode_never_names_a_folder_outside_the_task(tmp_path):
+    """`--mode 'x/..'` once made the task folder OUT itself, and OUT was deleted; a folder of the task's name that
+    the builder did not write is refused, never deleted."""
+    out = tmp_path / "out"
+    (out / "keep").mkdir(parents=True)
+    (out / "keep" / "precious.txt").write_text("mine")
+    proc = cli("tasks", "speech-commands", shared_file(SPEECH_COMMANDS), out, "--mode", "x/..", check=False)
+    assert proc.returncode == 2 and "error: --mode 'x/..': expected one word" in proc.stderr
+    assert (out / "keep" / "precious.txt").read_text() == "mine"
+
+    (out / "speech_commands-v0.0.2-small").mkdir()
+    (out / "speech_commands-v0.0.2-small" / "notes.txt").write_text("mine")
+    with pytest.raises(BadInput, match="was not written by hear-maeast"):
+        build(shared_file(SPEECH_COMMANDS), out, mode="small", progress=False)
+    assert (out / "speech_commands-v0.0.2-small" / "notes.txt").read_text() == "mine"
+
+
+def test_eval_help_example_of_model_options_is_a_real_option():
+    import hear_maeast
+
+    help_text = " ".join(cli("eval", "--help").stdout.split())
+    example = re.search(r"--model-options TEXT .*?e\.g\. '(\{.*?\})'", help_text).group(1)
+    model = hear_maeast.load_model(**json.loads(example))  # raises on an unknown option
+    assert model.layer == json.loads(example)["layer"] < model.cfg.depth

@@ -1,6 +1,173 @@
-"""Bad inputs across the API, the command lines, archives, checkpoints and training: each is one actionable line
-(exit 2 for a bad option, argument, input file or checkpoint; 1 for failed work), never a traceback (unless
---debug), and nothing outside the output folder changes. Each part of the package has its own section."""
+"""Bad inputs fed to the package as a careless or hostile user would: each gives one line naming the problem, the
+exit code of hear_maeast.errors (2 bad option or argument, 1 failed work), no traceback, and nothing written
+outside the output folder. Sections by area; each section is self-contained."""
+
+
+# ---- eval ----------------------------------------------------------------------------------------------------
+# `hear-maeast tasks | eval | table` through real subprocesses.
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import run_env, shared_file
+
+EVAL_PITCH = "synth_pitch-v1.0-small"
+
+
+def eval_cli(*args, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hear_maeast.cli", *map(str, args)], capture_output=True,
+                               text=True, env=env or run_env(), timeout=600)
+
+
+def eval_snapshot(root: Path, out: Path) -> dict:
+    """Every file and folder under `root` except those in `out`, with size and modification time."""
+    return {p: (p.is_dir() or p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))
+            if p != out and out not in p.parents}
+
+
+def eval_refused(proc, code: int, message: str) -> None:
+    """One `error:` line holding `message` as the last line of stderr, exit `code`, no traceback."""
+    assert proc.returncode == code, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last, last
+
+
+@pytest.fixture(scope="module")
+def eval_pitch_task(tmp_path_factory) -> Path:
+    """A small real HEAR task folder (the built-in synthetic pitch task)."""
+    from eval import synth
+
+    return synth.write_suite(tmp_path_factory.mktemp("eval_robust"), only=("synth_pitch",))[0]
+
+
+def eval_guard(root: Path, out: Path):
+    """A check, to call after the command, that nothing under `root` outside `out` changed since this call."""
+    before = eval_snapshot(root, out)
+
+    def unchanged():
+        assert eval_snapshot(root, out) == before
+
+    return unchanged
+
+
+@pytest.fixture
+def eval_case(tmp_path, eval_pitch_task) -> tuple[Path, Path]:
+    """(a writable copy of the pitch task in `tmp_path/in`, the output folder `tmp_path/out`)."""
+    task = tmp_path / "in" / EVAL_PITCH
+    shutil.copytree(eval_pitch_task, task)
+    return task, tmp_path / "out"
+
+
+def test_eval_robust_a_corrupt_wav_inside_a_task(eval_case, toy_hear_env):
+    task, out = eval_case
+    bad = task / "16000" / "train" / "train_0000.wav"
+    bad.write_bytes(b"RIFF....not audio")
+    unchanged = eval_guard(task.parent.parent, out)
+    eval_refused(eval_cli("tasks", "resample", task, out / "tasks", "--sr", "8000"), 1,
+                 f"{bad}: cannot decode audio")
+    proc = eval_cli("eval", "--tasks-dir", task, "--module", "toy_hear", "--grid", "faster", "--out", out / "r",
+                    env=toy_hear_env)
+    eval_refused(proc, 1, f"1 of 1 tasks failed ({EVAL_PITCH})")
+    failure = json.loads((out / "r" / "toy_hear-default" / EVAL_PITCH / "failed.json").read_text())
+    assert "train_0000.wav" in failure["error"]
+    unchanged()
+
+
+def test_eval_robust_a_label_vocabulary_that_is_not_utf8(eval_case):
+    task, out = eval_case
+    (task / "labelvocabulary.csv").write_bytes(b"idx,label\n0,C\xe94\n")
+    unchanged = eval_guard(task.parent.parent, out)
+    message = f"{task / 'labelvocabulary.csv'} is not UTF-8 text"
+    eval_refused(eval_cli("tasks", "resample", task, out / "tasks"), 1, message)
+    eval_refused(eval_cli("eval", "--tasks-dir", task, "--out", out / "r"), 1, message)
+    unchanged()
+
+
+def test_eval_robust_metadata_that_is_not_an_object_or_names_a_path(eval_case):
+    task, out = eval_case
+    metadata = (task / "task_metadata.json").read_text()
+    (task / "task_metadata.json").write_text("[1]")
+    unchanged = eval_guard(task.parent.parent, out)
+    eval_refused(eval_cli("eval", "--tasks-dir", task, "--out", out), 1, "must hold a JSON object")
+    unchanged()
+    (task / "task_metadata.json").write_text(metadata)
+    # heareval writes `<split>/<clip>.embedding.npy`: a clip named ../../x.wav would land outside the results
+    labels = json.loads((task / "test.json").read_text())
+    (task / "test.json").write_text(json.dumps({**labels, "../../../x.wav": ["C4"]}))
+    unchanged = eval_guard(task.parent.parent, out)
+    eval_refused(eval_cli("eval", "--tasks-dir", task, "--out", out), 1,
+                 "test.json: clip name '../../../x.wav' is not a plain file or folder name")
+    unchanged()
+
+
+def test_eval_robust_files_that_are_not_the_archives_they_are_named(eval_case, tmp_path):
+    _, out = eval_case
+    (tmp_path / "in" / "tasks.tar.gz").write_text("just text\n")
+    (tmp_path / "in" / "speech.zip").write_text("just text\n")
+    truncated = tmp_path / "in" / "truncated.tar.gz"
+    truncated.write_bytes(shared_file("hear-2021.0.6-spoken_digit-1.0.9-small-44100.tar.gz").read_bytes()[:30000])
+    unchanged = eval_guard(tmp_path, out)
+    eval_refused(eval_cli("tasks", "resample", tmp_path / "in" / "tasks.tar.gz", out), 1,
+                 "tasks.tar.gz is neither a zip nor a tar archive")
+    eval_refused(eval_cli("tasks", "speech-commands", tmp_path / "in" / "speech.zip", out), 1,
+                 "speech.zip is neither a zip nor a tar archive")
+    eval_refused(eval_cli("tasks", "resample", truncated, out), 1, "truncated.tar.gz is damaged or truncated")
+    unchanged()
+    assert not [p for p in out.rglob("*") if p.is_file()]  # no half-extracted task left behind
+
+
+def test_eval_robust_bad_options_exit_2(eval_case):
+    task, out = eval_case
+    unchanged = eval_guard(task.parent.parent, out)
+    for args, message in [
+        (("tasks", "resample", task, out, "--sr", "0"), "--sr 0: expected a sample rate in Hz from 1000 to 192000"),
+        (("tasks", "synth", out, "--seed", "-1"), "--seed -1: expected a non-negative integer"),
+        (("tasks", "synth", out, "--only", "nope"), "--only ['nope']: no such synthetic task"),
+        (("tasks", "speech-commands", task, out, "--mode", "x/.."), "--mode 'x/..': expected one word"),
+        (("eval", "--tasks-dir", task, "--out", out, "--model-options", "[1]"), "--model-options must be a JSON object"),
+        (("eval", "--tasks-dir", task, "--out", out, "--model-options", "{layer: 4}"), "is not valid JSON"),
+        (("eval", "--tasks-dir", task, "--out", out, "--name", "../../X"), "--name '../../X' is not a plain"),
+        (("eval", "--tasks-dir", task, "--out", out, "--task", "nope"), "--task ['nope']: no such task folder"),
+        (("eval", "--tasks-dir", task, "--out", out, "--model", task / "nope.safetensors"), "does not exist"),
+        (("eval", "--tasks-dir", task, "--out", out, "--module", "no_such_hear_module"),
+         "--module no_such_hear_module: cannot import it"),
+        (("table", task.parent), "no model results in"),
+    ]:
+        eval_refused(eval_cli(*args), 2, message)
+    unchanged()
+
+
+@pytest.mark.slow
+def test_eval_robust_options_the_module_refuses(eval_case):
+    task, out = eval_case
+    unchanged = eval_guard(task.parent.parent, out)
+    eval_refused(eval_cli("eval", "--tasks-dir", task, "--out", out, "--model-options", '{"nope": 1}'), 2,
+                 "hear_maeast.load_model refused --model (none) with --model-options {\"nope\": 1}")
+    unchanged()
+
+
+def test_eval_robust_a_half_written_score_file(tmp_path):
+    results = tmp_path / "results" / "some-model" / EVAL_PITCH
+    results.mkdir(parents=True)
+    (results / "test.predicted-scores.json").write_text('{"test": {"test_sco')
+    unchanged = eval_guard(tmp_path, tmp_path / "leaderboard.md")
+    eval_refused(eval_cli("table", tmp_path / "results", "-o", tmp_path / "leaderboard.md"), 1,
+                 f"{results / 'test.predicted-scores.json'} cannot be read (JSONDecodeError")
+    unchanged()
+    assert not (tmp_path / "leaderboard.md").exists()
+
+
+def test_eval_robust_debug_shows_the_traceback(eval_case):
+    task, out = eval_case
+    proc = eval_cli("--debug", "tasks", "resample", task, out, "--sr", "0")
+    assert proc.returncode != 0 and "Traceback" in proc.stderr and "BadInput" in proc.stderr
+    assert os.environ.get("HEAR_MAEAST_DEBUG", "") in ("", "0")  # the flag reached only the child
 
 
 # ---- core: checkpoints, embed, convert ----

@@ -1,0 +1,175 @@
+"""Reading a results folder: the one reader of scores, shared by `hear-maeast eval` and `hear-maeast table`.
+
+The layout `hear-maeast eval` writes (eval/runner.py), and the versions before it wrote too:
+
+    RESULTS/<model-name>/run.json            module, options, weights sha256, ... (absent in hand-made folders)
+    RESULTS/<model-name>/<task>/             heareval's embeddings folder for the task, holding
+        test.predicted-scores.json           heareval's scores (the leaderboard number is read from it)
+        task_metadata.json, labelvocabulary.csv, <split>.json   copies heareval makes when it embeds the task
+        failed.json                          what went wrong, when it did
+
+The leaderboard number is `["test"]["test_score"]` for train/valid/test tasks, `["aggregated_scores"]
+["test_score_mean"]` (with `test_score_std`) for k-fold tasks, and the one fold's `test_score` when a k-fold
+result has a single fold (heareval writes no aggregate then). A task folder without a score file is `failed`;
+a score file that cannot be read (half-written, edited) is a ResultsError naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eval.taskdir import METADATA, TaskError, TaskFacts, sample_rates, task_facts
+from hear_maeast.errors import BadInput, WorkFailed
+
+SCORES = "test.predicted-scores.json"
+RUN = "run.json"
+FAILED_JSON = "failed.json"
+FAILED = "failed"
+
+
+class ResultsError(WorkFailed):
+    """A results folder holds a file that cannot be read; the message names it and says how to redo it."""
+
+
+@dataclass(frozen=True)
+class Score:
+    mean: float | None  # None: failed
+    std: float | None = None  # over folds, for k-fold tasks
+
+    def __str__(self) -> str:
+        if self.mean is None:
+            return FAILED
+        if self.std is None or math.isnan(self.std):
+            return f"{self.mean:.3f}"
+        return f"{self.mean:.3f}±{self.std:.3f}"
+
+
+def _unreadable(path: Path, why: str) -> ResultsError:
+    return ResultsError(f"{path} cannot be read ({why}); it was probably written half-way: delete it and run the "
+                        f"same `hear-maeast eval` command again, which scores that task again")
+
+
+def _number(path: Path, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _unreadable(path, f"expected a number, got {value!r}")
+    return float(value)
+
+
+def parse_scores(path: Path, scores) -> Score:
+    """The leaderboard number of heareval's `test.predicted-scores.json` contents (see the module docstring)."""
+    if not isinstance(scores, dict):
+        raise _unreadable(path, "not a JSON object")
+    if isinstance(scores.get("aggregated_scores"), dict):  # k-fold: mean and std over folds
+        agg = scores["aggregated_scores"]
+        return Score(_number(path, agg.get("test_score_mean")), _number(path, agg.get("test_score_std")))
+    folds = [v for v in scores.values() if isinstance(v, dict) and "test_score" in v]  # "test" or one fold
+    if len(folds) == 1:
+        return Score(_number(path, folds[0]["test_score"]))
+    raise _unreadable(path, f"no test score in it (keys: {sorted(scores)})")
+
+
+def read_score(task_out: Path) -> Score:
+    """The leaderboard number of one task's results folder; Score(None) (`failed`) when it has no score file."""
+    path = Path(task_out) / SCORES
+    if not path.is_file():
+        return Score(None)
+    try:
+        scores = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise _unreadable(path, f"{type(e).__name__}: {e}") from e
+    return parse_scores(path, scores)
+
+
+def read_run(model_dir: Path) -> dict | None:
+    """RESULTS/<model>/run.json, or None when the folder has none."""
+    path = Path(model_dir) / RUN
+    if not path.is_file():
+        return None
+    try:
+        run = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ResultsError(f"{path} cannot be read ({type(e).__name__}: {e}); delete {model_dir} and evaluate the "
+                           f"model again") from e
+    if not isinstance(run, dict):
+        raise ResultsError(f"{path} must hold a JSON object; delete {model_dir} and evaluate the model again")
+    return run
+
+
+def is_task_result(path: Path) -> bool:
+    """A task's results folder, finished or not; a task folder itself (it holds <rate>/ audio) is not one."""
+    if any((path / f).exists() for f in (SCORES, FAILED_JSON, ".done.embeddings")):
+        return True
+    return (path / METADATA).is_file() and not sample_rates(path)  # heareval stopped while embedding
+
+
+def is_model_dir(path: Path) -> bool:
+    return (path / RUN).is_file() or any(is_task_result(c) for c in path.iterdir() if c.is_dir())
+
+
+def model_dirs(path: Path) -> list[Path]:
+    """Model folders in `path`: itself when it is one (RESULTS/<model>), else its subfolders (RESULTS)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise BadInput(f"{path} is not a folder of results (expected RESULTS/<model>/<task>/{SCORES})")
+    if is_model_dir(path):
+        return [path]
+    found = sorted(c for c in path.iterdir() if c.is_dir() and is_model_dir(c))
+    if not found:
+        raise BadInput(f"no model results in {path} (expected {path}/<model>/<task>/{SCORES}); give the --out "
+                       f"folder of `hear-maeast eval`, or one model folder in it (a tasks folder is eval's input)")
+    return found
+
+
+@dataclass
+class ModelResults:
+    """One model's row: its name and the score of every task folder it has."""
+
+    name: str
+    folder: Path
+    scores: dict[str, Score] = field(default_factory=dict)
+
+
+def read_model(model_dir: Path) -> ModelResults:
+    run = read_run(model_dir) or {}
+    name = run.get("name") if isinstance(run.get("name"), str) else Path(model_dir).name
+    tasks = sorted(t for t in Path(model_dir).iterdir() if t.is_dir() and is_task_result(t))
+    return ModelResults(name, Path(model_dir), {t.name: read_score(t) for t in tasks})
+
+
+def read_models(paths: list[Path]) -> list[ModelResults]:
+    """Every model folder under `paths`, each once. Two folders holding the same model name are both kept, each
+    labelled `<name> (<folder>)`, so that no row replaces another."""
+    folders: dict[Path, Path] = {}
+    for p in paths:
+        for mdir in model_dirs(Path(p)):
+            folders.setdefault(mdir.resolve(), mdir)  # the same folder given twice is read once
+    models = [read_model(mdir) for mdir in folders.values()]
+    names = [m.name for m in models]
+    for m in models:
+        if names.count(m.name) > 1:
+            m.name = f"{m.name} ({m.folder})"
+    return models
+
+
+def read_task_facts(models: list[ModelResults], tasks: list[str]) -> dict[str, TaskFacts | None]:
+    """Size and chance level of each task, from the copies of its files heareval made in the results when it
+    embedded the task (None when no results folder of that task holds them). Refuses a task whose results were
+    computed on different data for different models: their scores would not be comparable."""
+    facts: dict[str, TaskFacts | None] = {}
+    for task in tasks:
+        seen: dict[Path, TaskFacts] = {}
+        for m in models:
+            if task in m.scores and (m.folder / task / METADATA).is_file():
+                try:
+                    seen[m.folder / task] = task_facts(m.folder / task)
+                except TaskError as e:
+                    raise ResultsError(f"{e} (in a results folder: delete {m.folder / task} and evaluate again)") from e
+        if len({tuple(f.clips.items()) for f in seen.values()}) > 1:
+            sizes = ", ".join(f"{folder}: {f.size()}" for folder, f in seen.items())
+            raise ResultsError(f"task {task} was scored on different data in different results folders ({sizes}); "
+                               f"compare models evaluated on the same task folder")
+        facts[task] = next(iter(seen.values()), None)
+    return facts
