@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "embed": "hear_maeast.commands:embed",
     "convert": "hear_maeast.convert_cmd:convert",
     "pretrain": "pretrain.cli:pretrain",
+    "features": "pretrain.cli:features",
     "reconstruct": "pretrain.cli:reconstruct",
     "tasks": "eval.cli:tasks",
     "eval": "eval.cli:eval_cmd",
