@@ -91,7 +91,8 @@ def pretrain(**kwargs):
 @click.option("--preset", required=True, type=click.Choice(list(PRESETS)), help="Any preset with the front end to store (msm-mae: 80 log-mel bins; mae-ast: 128 fbank bins).")
 @click.option("--workers", default=2, type=click.IntRange(min=0), help="Decoding processes (0: in this process).")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Folder the file_name entries of a CSV list are relative to [default: the CSV's folder].")
-def features(audio, out, preset, workers, data_root):
+@click.option("--commit-every", default=1000, type=click.IntRange(min=1), hidden=True, help="Clips per commit (tests).")
+def features(audio, out, preset, workers, data_root, commit_every):
     """Convert audio (a folder, a .txt or .csv list, or a fairseq .tsv manifest) once into a feature store OUT for
     `hear-maeast pretrain --data OUT`: float16 shards, a manifest and the data's normalisation statistics.
 
@@ -100,7 +101,7 @@ def features(audio, out, preset, workers, data_root):
     from hear_maeast.config import get_preset
     from pretrain.features import build_store
 
-    m = build_store(audio, out, get_preset(preset), workers, data_root)
+    m = build_store(audio, out, get_preset(preset), workers, data_root, commit_every)
     for source, why in m["skipped_files"][:20]:
         click.echo(f"skipped unreadable file {source}: {why}", err=True)
     if len(m["skipped_files"]) > 20:

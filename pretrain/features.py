@@ -66,8 +66,8 @@ class Converted(Dataset):
 class Journal:
     """clips.csv and the open shard: rows are appended, and committed (shard first, both fsync'd) every so often."""
 
-    def __init__(self, out: Path, n_mels: int):
-        self.out, self.n_mels = out, n_mels
+    def __init__(self, out: Path, n_mels: int, commit_every: int = COMMIT_CLIPS):
+        self.out, self.n_mels, self.commit_every = out, n_mels, commit_every
         self.rows, self.last_commit = [], time.monotonic()
         self.done, self.shard_no, self.shard_rows = self._recover()
         (out / SHARDS).mkdir(exist_ok=True)
@@ -115,7 +115,7 @@ class Journal:
             self.rows.append([f"{SHARDS}/{self._shard_path().name}", self.shard_rows, len(x), source, ""])
             self.shard_rows += len(x)
         self.done += 1
-        if len(self.rows) >= COMMIT_CLIPS or time.monotonic() - self.last_commit > COMMIT_SECONDS:
+        if len(self.rows) >= self.commit_every or time.monotonic() - self.last_commit > COMMIT_SECONDS:
             self.commit()
 
     def commit(self) -> None:
@@ -187,9 +187,10 @@ def finish(out: Path, manifest: dict, workers: int) -> dict:
     return dict(manifest, skipped_files=skipped)
 
 
-def build_store(audio: str, out, cfg, workers: int = 0, data_root=None) -> dict:
+def build_store(audio: str, out, cfg, workers: int = 0, data_root=None, commit_every: int = COMMIT_CLIPS) -> dict:
     """Convert the audio files of `audio` (folder, list, CSV or fairseq .tsv) into a feature store in `out` for the
-    front end of `cfg`; resumes an unfinished store. Returns the manifest (plus the skipped files)."""
+    front end of `cfg`; resumes an unfinished store. Returns the manifest (plus the skipped files).
+    commit_every: clips per commit (at most this many, or 10 s of work, are redone after a kill)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise BadInput(f"OUT {out}: exists and is not a folder")
@@ -202,7 +203,7 @@ def build_store(audio: str, out, cfg, workers: int = 0, data_root=None) -> dict:
             return dict(manifest, skipped_files=[])
         paths = list_sources(audio, out, cfg, data_root)
         source = AudioFiles(Path("/"), paths, cfg, audio)
-        convert(source, Journal(out, cfg.n_mels), workers)
+        convert(source, Journal(out, cfg.n_mels, commit_every), workers)
         return finish(out, manifest, workers)
     finally:
         lock.release()

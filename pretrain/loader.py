@@ -69,8 +69,10 @@ class MicroBatches(Dataset):
         return (p.rank + p.world * local).numpy()
 
     def replacement(self, clip: int, attempt: int) -> int:
+        """Another clip than `clip`, drawn from (seed, clip, attempt) only."""
+        n = self.plan.n
         g = torch.Generator().manual_seed(hash((self.plan.seed, clip, attempt)) & 0x7FFF_FFFF_FFFF)
-        return int(torch.randint(self.plan.n, (1,), generator=g))
+        return (clip + 1 + int(torch.randint(max(n - 1, 1), (1,), generator=g))) % n
 
     def read(self, clip: int, u: float, bad: list) -> np.ndarray:
         """Clip `clip`'s crop, or a replacement's when it cannot be read ([F, T])."""
