@@ -490,8 +490,9 @@ class Bookkeeping:
             csv.writer(self.log).writerows(rows)
             self.log.flush()
             for (step, lr, _), v in zip(self.pending, values) if self.tb else ():
-                self.tb.add_scalars("loss", {p: x for p, x in zip(PARTS, v.tolist()) if not math.isnan(x)}, step)
-                self.tb.add_scalar("lr", lr, step)
+                for tag, x in [*zip(PARTS, v.tolist()), ("lr", lr)]:
+                    if not math.isnan(x):
+                        self.tb.add_scalar(tag, x, step)
             if self.tb:
                 self.tb.add_scalar("samples_per_s", sps, self.pending[-1][0])
                 self.tb.flush()
