@@ -110,6 +110,11 @@ class Source:
     def name(self, i: int) -> str:
         raise NotImplementedError
 
+    @property
+    def index_bytes(self) -> int:
+        """Memory held per clip by the index (numpy arrays only)."""
+        return self.paths.nbytes
+
     def read(self, i: int) -> np.ndarray:
         """Clip i's features, [F, T] (float16 or float32; possibly a view of a memory map)."""
         raise NotImplementedError
@@ -236,6 +241,10 @@ class FeatureStore(Source):
     def name(self, i: int) -> str:
         o = int(self.offset[i])
         return f"{self.root / self.shard_names[self.shard[i]]} frames [{o}, {o + int(self.frames[i])})"
+
+    @property
+    def index_bytes(self) -> int:
+        return self.shard.nbytes + self.offset.nbytes + self.frames.nbytes
 
     def _map(self, s: int) -> np.ndarray:
         if s not in self._maps:  # after fork, each worker maps the shards it touches
