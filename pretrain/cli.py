@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 
 import click
@@ -89,7 +90,7 @@ def pretrain(**kwargs):
 @click.argument("audio", metavar="AUDIO_DIR_OR_LIST")
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--preset", required=True, type=click.Choice(list(PRESETS)), help="Any preset with the front end to store (msm-mae: 80 log-mel bins; mae-ast: 128 fbank bins).")
-@click.option("--workers", default=2, type=click.IntRange(min=0), help="Decoding processes (0: in this process).")
+@click.option("--workers", default=min(16, os.cpu_count() or 1), type=click.IntRange(min=0), help="Decoding processes (0: in this process) [default: the cores, at most 16].")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Folder the file_name entries of a CSV list are relative to [default: the CSV's folder].")
 @click.option("--commit-every", default=1000, type=click.IntRange(min=1), hidden=True, help="Clips per commit (tests).")
 def features(audio, out, preset, workers, data_root, commit_every):

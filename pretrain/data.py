@@ -296,9 +296,12 @@ def read_store(root: Path, require_complete: bool = True) -> FeatureStore:
 def fairseq_manifest(path: Path):
     """(root, relative paths) of a fairseq/MAE-AST .tsv manifest: a root line, then `path<TAB>num_samples` lines."""
     f = open(path, encoding="utf-8")
-    root = Path(f.readline().strip())
-    if not str(root):
+    first = f.readline().strip()
+    if not first or "\t" in first:
+        f.close()
         raise BadInput(f"--data {path}: a fairseq manifest starts with the audio root folder on its first line")
+
+    root = Path(first)
 
     def rows():
         with f:
@@ -319,7 +322,13 @@ def list_file(path: Path):
 
 def open_source(data, cfg, data_root=None) -> Source:
     """`--data` (store folder, .npy folder, audio folder, CSV, fairseq .tsv or .txt list) -> a Source for `cfg`."""
-    data = Path(data)
+    try:
+        return _open_source(Path(data), cfg, data_root)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise BadInput(f"--data {data}: not a readable UTF-8 list ({e})") from None
+
+
+def _open_source(data: Path, cfg, data_root) -> Source:
     if not data.exists():
         raise BadInput(f"--data {data}: no such folder or list file")
     if data.is_dir():

@@ -336,7 +336,10 @@ def set_norm_stats(run: Run) -> None:
         sums, bad = clip_sums(source, sample, workers_of(tc), progress=bar)
         run.note_bad(bad)
         mean, std = mean_std(all_sum(torch.from_numpy(sums), run.world))
-    run.model.frontend.set_norm_stats(mean, std)
+    try:
+        run.model.frontend.set_norm_stats(mean, std)
+    except ValueError as e:  # e.g. a hand-edited manifest
+        raise BadInput(f"--data {tc.data}: unusable normalisation statistics ({e}); pass --norm-stats MEAN STD") from None
 
 
 def workers_of(tc: TrainConfig) -> int:
