@@ -230,7 +230,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     step: int = 0
-    bad: dict = field(default_factory=dict)  # unreadable clip -> why (this rank's, reported once each)
+    bad: dict = field(default_factory=dict)  # unreadable clip -> why: reported once each; all ranks' at each save
     batches: object = None
     provenance: dict = field(default_factory=dict)
 
