@@ -474,7 +474,8 @@ class Bookkeeping:
         weights_bad = weights and not all(torch.isfinite(p).all() for p in run.model.parameters())
         n_loss, n_weights, n_stop = agree([loss_bad, weights_bad, self.stop], run.world, run.device)
         if n_loss or n_weights:
-            where = f"between steps {self.pending[0][0]} and {self.pending[-1][0]}" if self.pending else f"at step {run.step}"
+            first, last = (self.pending[0][0], self.pending[-1][0]) if self.pending else (run.step, run.step)
+            where = f"at step {last}" if first == last else f"between steps {first} and {last}"
             raise WorkFailed(f"the {'loss' if n_loss else 'model'} became non-finite (NaN/Inf) {where} on "
                              f"{int(n_loss or n_weights)} of {run.world} process(es); nothing was saved after it: lower --lr "
                              f"(now {run.sched.peak:.3g}), use --precision fp32 or bf16, or --clip-grad")
