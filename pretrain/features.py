@@ -136,7 +136,10 @@ def list_sources(audio: str, out: Path, cfg, data_root) -> Paths:
     """The source files, fixed at the first run in OUT/sources.txt (absolute paths) so that a resume sees the same list."""
     path = out / SOURCES
     if not path.exists():
-        source = open_source(audio, cfg, data_root)
+        try:
+            source = open_source(audio, cfg, data_root)
+        except BadInput as e:  # its messages name pretrain's option; here the folder or list is an argument
+            raise BadInput(str(e).removeprefix("--data ")) from None
         if not isinstance(source, AudioFiles):
             raise BadInput(f"{audio}: holds feature files, not audio; train on it directly with `pretrain --data`")
         atomic_write(path, lambda tmp: Path(tmp).write_text(
@@ -197,11 +200,11 @@ def build_store(audio: str, out, cfg, workers: int = 0, data_root=None, commit_e
     lock = FolderLock(out, "OUT").acquire()
     try:
         clear_temporaries(out)
+        paths = list_sources(audio, out, cfg, data_root)  # first: a bad AUDIO leaves no manifest behind
         manifest = start_manifest(out, cfg, audio)
         if manifest.get("complete"):
             print(f"{out}: already complete ({manifest['clips']} clips); nothing to do", file=sys.stderr)
             return dict(manifest, skipped_files=[])
-        paths = list_sources(audio, out, cfg, data_root)
         source = AudioFiles(Path("/"), paths, cfg, audio)
         convert(source, Journal(out, cfg.n_mels, commit_every), workers)
         return finish(out, manifest, workers)
