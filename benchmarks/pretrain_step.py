@@ -89,7 +89,8 @@ def build(cfg, path: str, device: torch.device, autocast=nullcontext()):
     """(module, optimiser, loss_fn(spec, mask_cfg, generator) -> scalar, clip) with the preset family's recipe;
     mask_cfg is the preset with the mask ratio under test. Forwards run under `autocast`, losses outside it."""
     from pretrain.losses import pretrain_loss
-    from pretrain.train import RECIPES, build_optimizer, make_mask
+    from hear_maeast.masking import make_mask
+    from pretrain.train import RECIPES, build_optimizer
     from ssast_baseline import SSASTStyle, full_pass_loss, ssast_loss
     from hear_maeast.model import MaskedAutoencoder
 

@@ -2,7 +2,7 @@
 
     python benchmarks/run_all.py [--threads N] [--out benchmarks/results] [--quick]
 
-Prints every table and writes benchmarks/results/{attention,pretrain_step_<preset>,embed_throughput,gpu}.json
+Prints every table and writes benchmarks/results/{attention,pretrain_step_<preset>,embed_throughput,loader,gpu}.json
 and summary.md (the tables, with the machine and its load). The sizes below are chosen for the time budget;
 each script takes larger ones on its own command line (see its --help).
 --quick: micro presets and tiny sizes, for checking that everything runs (seconds, numbers meaningless).
@@ -25,6 +25,7 @@ import torch  # noqa: E402
 import attention  # noqa: E402
 import embed_throughput  # noqa: E402
 import gpu  # noqa: E402
+import loader  # noqa: E402
 import pretrain_step  # noqa: E402
 
 # (preset, batch, mask ratios, warm-up, repeats): the CPU presets at every ratio, the base presets at 0.75.
@@ -57,6 +58,7 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--quick", action="store_true", help="micro presets, tiny sizes: a smoke run")
+    ap.add_argument("--tmp", default="/tmp", help="where benchmarks/loader.py generates its data (deleted after)")
     a = ap.parse_args(argv)
     threads = set_threads(a.threads)
     out = Path(a.out)
@@ -93,6 +95,9 @@ def main(argv=None) -> None:
         embed = dict(parts[0], results=[r for p in parts for r in p["results"]],
                      checks=[c for p in parts for c in p["checks"]], provenance=provenance(cpu))
         write_json(out / "embed_throughput.json", embed)
+
+        res = loader.run([200, 2000] if a.quick else [10_000, 100_000], 32, threads, a.tmp, a.quick)
+        write_json(out / "loader.json", dict(res, provenance=provenance(cpu)))
 
         if torch.cuda.is_available():
             res = gpu.run(gpu.BASE_PRESETS, 32, [0.75], 10, None, True)

@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     "embed": "hear_maeast.cli:embed",
     "convert": "hear_maeast.cli:convert",
     "pretrain": "pretrain.cli:pretrain",
+    "features": "pretrain.cli:features",
     "reconstruct": "pretrain.cli:reconstruct",
     "tasks": "eval.cli:tasks",
     "eval": "eval.cli:eval_cmd",

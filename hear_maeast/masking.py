@@ -62,3 +62,16 @@ def chunk_mask(batch: int, grid: tuple[int, int], mask_ratio: float, generator=N
     first = torch.full((batch, n + 1), float(k * len(df)), device=device).scatter_reduce(1, token, rank, "amin")[:, :n]
     first = first + torch.rand(batch, n, generator=generator, device=device) * (first >= k * len(df))  # uncovered: random
     return _from_scores(-first, n - n_mask)  # keep the tokens covered last (or never)
+
+
+def make_mask(cfg, batch: int, generator=None, device=None):
+    """The mask a model configuration asks for: keep [B, Nv], mask [B, N] for cfg.mask_kind and cfg.mask_ratio
+    (chunked masks follow cfg.token_order)."""
+    if cfg.mask_kind == "chunk":
+        return chunk_mask(batch, cfg.grid, cfg.mask_ratio, generator, device, order=cfg.token_order)
+    return random_mask(batch, cfg.num_patches, cfg.mask_ratio, generator, device)
+
+
+def num_masked(cfg) -> int:
+    """Tokens a pretraining mask hides per clip (0 means there is nothing to reconstruct)."""
+    return cfg.num_patches - num_visible(cfg.num_patches, cfg.mask_ratio)

@@ -1,12 +1,17 @@
-"""`hear-maeast pretrain` and `hear-maeast reconstruct` (also `python -m pretrain` / `torchrun -m pretrain`)."""
+"""`hear-maeast pretrain`, `hear-maeast features` and `hear-maeast reconstruct` (also `python -m pretrain` /
+`torchrun -m pretrain`). Errors become one line and an exit code (hear_maeast.errors)."""
 
 from __future__ import annotations
 
+import os
 import shlex
 
 import click
 
 from hear_maeast.config import PRESETS
+from hear_maeast.errors import BadInput, Command
+
+SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 
 
 def command_line(ctx: click.Context, params: dict) -> str:
@@ -18,15 +23,23 @@ def command_line(ctx: click.Context, params: dict) -> str:
             continue
         if isinstance(value, bool):
             words += [p.opts[0]] if value else p.secondary_opts[:1]
+        elif isinstance(value, tuple):
+            words += [p.opts[0], *map(str, value)]
         else:
             words += [p.opts[0], str(value)]
     return shlex.join(words)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+DATA_HELP = ("A `hear-maeast features` store; a folder of MSM-MAE/M2D log-mel .npy files or of audio (wav/flac/ogg), "
+             "any sub-folders; a .csv list with a file_name column (see --data-root); a fairseq .tsv manifest; or a "
+             ".txt list of audio files. Audio is decoded on the fly by the loader workers.")
+
+
+@click.command(cls=Command, context_settings=SETTINGS)
 @click.option("--preset", required=True, type=click.Choice(list(PRESETS)), help="Model preset (see `hear-maeast presets`).")
-@click.option("--data", required=True, help="Folder of wav/flac/ogg (searched recursively) or a text file with one path per line.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder: model.safetensors, train_state.pt, log.csv.")
+@click.option("--data", required=True, help=DATA_HELP)
+@click.option("--data-root", type=click.Path(file_okay=False), help="Folder the file_name entries of a --data CSV are relative to [default: the CSV's folder].")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder: model.safetensors, train_state.pt, log.csv (locked while in use).")
 @click.option("--steps", type=click.IntRange(min=0), help="Total optimiser updates (0: write the initialised model with the data's stats).")
 @click.option("--epochs", type=click.FloatRange(min=0), help="Total passes over the data (instead of --steps).")
 @click.option("--batch-size", default=32, type=click.IntRange(min=1), help="Clips per process per micro-batch.")
@@ -34,37 +47,72 @@ def command_line(ctx: click.Context, params: dict) -> str:
 @click.option("--seed", default=0, type=int)
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available).")
 @click.option("--precision", default="fp32", type=click.Choice(["fp32", "bf16", "fp16"]), help="Autocast dtype (fp16 uses a GradScaler; on CPU use fp32 or bf16, fp16 is ~20x slower there).")
-@click.option("--num-workers", default=0, type=click.IntRange(min=0), help="Processes decoding audio (0: decode in the main process).")
-@click.option("--cache", default=None, type=click.Path(file_okay=False), help="Folder of .npy features, so later runs skip decoding.")
+@click.option("--compile", is_flag=True, help="torch.compile the model (minutes of compilation first; for long GPU runs).")
+@click.option("--num-workers", type=click.IntRange(min=0), help="Loader processes per training process, reading, cropping and masking batches (0: in the training process) [default: min(8, cores per process - 1)].")
+@click.option("--prefetch", default=4, type=click.IntRange(min=1), help="Micro-batches each loader worker prepares ahead.")
+@click.option("--norm-stats", nargs=2, type=float, help="MEAN STD of the features [default: the store's, else from up to 10,000 clips].")
 @click.option("--lr", type=float, help="Peak learning rate [default: MSM-MAE 1.5e-4 x global batch / 128; MAE-AST 1e-4].")
 @click.option("--weight-decay", type=float, help="[default: MSM-MAE 0.05, not on biases/norms/tokens; MAE-AST 0.01]")
 @click.option("--clip-grad", type=float, help="Gradient norm clip, 0 = off [default: MSM-MAE off; MAE-AST 10].")
 @click.option("--schedule", type=click.Choice(["cosine", "poly", "constant"]), help="After warm-up [default: MSM-MAE cosine; MAE-AST poly].")
 @click.option("--warmup-steps", type=click.IntRange(min=0), help="Linear warm-up updates [default: 10% (MSM-MAE) / 8% (MAE-AST) of the total].")
 @click.option("--warmup-epochs", type=click.FloatRange(min=0), help="Warm-up in epochs (instead of --warmup-steps).")
-@click.option("--mask-ratio", type=click.FloatRange(0, 1, max_open=True), help="[default: the preset's, 0.75]")
+@click.option("--mask-ratio", type=click.FloatRange(0, 1, max_open=True), help="[default: the preset's, 0.75; it must mask at least one token]")
 @click.option("--mask-kind", type=click.Choice(["random", "chunk"]), help="[default: the preset's]")
 @click.option("--objective", type=click.Choice(["mse", "joint", "generative", "discriminative"]), help="[default: the preset's]")
 @click.option("--norm-pix-loss/--no-norm-pix-loss", default=None, help="Per-patch normalised MSE targets [default: the preset's].")
 @click.option("--save-every", default=1000, type=click.IntRange(min=1), help="Write model and training state every N updates (and at the end).")
+@click.option("--log-every", default=20, type=click.IntRange(min=1), help="Read the losses back from the device every N updates (log.csv still has every step).")
+@click.option("--tensorboard", is_flag=True, help="Also log to RUN_DIR/tensorboard (needs the tensorboard package).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its last checkpoint left off.")
+@click.option("--cache", hidden=True, help="Removed: see `hear-maeast features`.")
 @click.option("--dump-rank-params", is_flag=True, hidden=True)
 def pretrain(**kwargs):
-    """Pretrain a preset on a folder or list of audio files; the result loads with hear_maeast.load_model.
+    """Pretrain a preset on log-mel files, a feature store or audio; the result loads with hear_maeast.load_model.
 
     Never pretrain on audio from a task you will evaluate on (e.g. a HEAR task's clips): the scores would be
     inflated. Runs on CPU, one GPU, or many under `torchrun --nproc-per-node N -m pretrain ...` (same flags).
+    SIGTERM (as schedulers send before a kill) writes a checkpoint and exits 143; rerun with --resume.
     """
     from pretrain.train import TrainConfig, train
 
-    if (kwargs["steps"] is None) == (kwargs["epochs"] is None):
-        raise click.UsageError("give exactly one of --steps N or --epochs N")
+    if kwargs.pop("cache") is not None:
+        raise BadInput("--cache was replaced by a feature store: run `hear-maeast features AUDIO STORE --preset P` "
+                       "once, then `hear-maeast pretrain --data STORE`")
     if kwargs["warmup_steps"] is not None and kwargs["warmup_epochs"] is not None:
         raise click.UsageError("give at most one of --warmup-steps and --warmup-epochs")
+    if (kwargs["steps"] is None) == (kwargs["epochs"] is None):
+        raise click.UsageError("give exactly one of --steps N or --epochs N")
     train(TrainConfig(**kwargs, command=command_line(click.get_current_context(), kwargs)))
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.command(cls=Command, context_settings=SETTINGS)
+@click.argument("audio", metavar="AUDIO_DIR_OR_LIST")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--preset", required=True, type=click.Choice(list(PRESETS)), help="Any preset with the front end to store (msm-mae: 80 log-mel bins; mae-ast: 128 fbank bins).")
+@click.option("--workers", default=min(16, os.cpu_count() or 1), type=click.IntRange(min=0), help="Decoding processes (0: in this process) [default: the cores, at most 16].")
+@click.option("--data-root", type=click.Path(file_okay=False), help="Folder the file_name entries of a CSV list are relative to [default: the CSV's folder].")
+@click.option("--commit-every", default=1000, type=click.IntRange(min=1), hidden=True, help="Clips per commit (tests).")
+def features(audio, out, preset, workers, data_root, commit_every):
+    """Convert audio (a folder, a .txt or .csv list, or a fairseq .tsv manifest) once into a feature store OUT for
+    `hear-maeast pretrain --data OUT`: float16 shards, a manifest and the data's normalisation statistics.
+
+    Unreadable files are skipped and listed (OUT/skipped.txt); killed, the same command continues where it stopped.
+    """
+    from hear_maeast.config import get_preset
+    from pretrain.features import build_store
+
+    m = build_store(audio, out, get_preset(preset), workers, data_root, commit_every)
+    for source, why in m["skipped_files"][:20]:
+        click.echo(f"skipped unreadable file {source}: {why}", err=True)
+    if len(m["skipped_files"]) > 20:
+        click.echo(f"... and {len(m['skipped_files']) - 20} more (all listed in {out}/skipped.txt)", err=True)
+    click.echo(f"{out}: {m['clips']} clips ({m.get('hours', 0):.2f} h) of {m['n_mels']} {m['frontend']} features, "
+               f"{m['skipped']} unreadable file(s) skipped, norm_stats [{m.get('norm_mean', float('nan')):.4f}, "
+               f"{m.get('norm_std', float('nan')):.4f}]")
+
+
+@click.command(cls=Command, context_settings=SETTINGS)
 @click.argument("clip", type=click.Path(exists=True, dir_okay=False))
 @click.option("--model", "model_path", default="", help="A hear_maeast .safetensors checkpoint [default: the bundled default weights].")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG: input, masked input, reconstruction.")
@@ -87,4 +135,4 @@ def reconstruct(**kwargs):
     try:
         run(**kwargs)
     except (ValueError, TypeError) as e:  # bad checkpoint or audio: the message says which file and why
-        raise click.ClickException(str(e)) from None
+        raise BadInput(str(e)) from None

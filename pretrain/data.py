@@ -1,132 +1,375 @@
-"""Pretraining data: audio files -> front-end features, decoded once -> random crops of the model's input length.
+"""Pretraining data: where the clips are and how one clip's features are read (README, "Pretraining data").
 
-Every file is decoded once (hear_maeast.audio: soundfile, mixed to mono, resampled to 16 kHz) and turned into the model's own
-front-end features (`model.frontend.features`, un-normalised), kept in memory or in a `--cache DIR` of .npy
-arrays, so epochs after the first do no audio decoding. Unreadable files are skipped, counted and reported.
-Batches are drawn statelessly from (seed, rank, step): resuming at step s sees exactly the crops it would have seen.
+`open_source(data, cfg)` turns `--data` into one of three sources, each an index held in a few numpy arrays (no
+Python object per clip, so memory stays flat in the corpus size and forked loader workers share it):
+
+  FeatureStore  a `hear-maeast features` folder: manifest.json, clips.csv, shards/*.f16 (float16, time-major [T, F])
+  NpyFiles      MSM-MAE/M2D log-mel files made by `wav_to_lms.py`: .npy float32 [1, F, T] or [F, T], a folder
+                (any sub-folders) or a CSV with a `file_name` column, relative to `--data-root`
+  AudioFiles    audio decoded on the fly: a folder (wav/flac/ogg, any sub-folders), a .txt list, a CSV with a
+                `file_name` column, or a fairseq manifest (.tsv: a root line, then `relative/path.wav<TAB>samples`)
+
+Startup reads the listing only (manifest, CSV or directory entries): no file is opened, stat'ed or hashed per clip.
+A file is checked when a loader worker reads it (`read`, `crop`): an unreadable one raises, and the loader replaces
+it (pretrain/loader.py). Only the first readable file is looked at before training, to refuse a corpus whose
+features do not fit the preset (80 log-mel vs 128 fbank bins, wrong rank) with the file named.
 """
 
 from __future__ import annotations
 
-import hashlib
+import csv
+import json
 import os
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from array import array
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from hear_maeast.audio import AUDIO_EXTENSIONS, find_audio, load_audio
+from hear_maeast.audio import AUDIO_EXTENSIONS, load_audio
+from hear_maeast.errors import BadInput
+
+STORE_FORMAT = "hear_maeast-features/1"
+MANIFEST, CLIPS, SHARDS = "manifest.json", "clips.csv", "shards"
+CLIP_COLUMNS = ["file_name", "offset", "frames", "source", "error"]  # clips.csv: one row per source file, in order
+SEGMENT_FRAMES = 6000  # audio decoded on the fly goes through the front end a minute at a time (bounded memory)
+LIST_SUFFIXES = (".txt", ".lst", ".list")
 
 
-def list_audio(data: str | Path) -> list[Path]:
-    """A folder (searched recursively) or a text file listing one audio path per line (relative to the list)."""
-    if not Path(data).exists():
-        raise FileNotFoundError(f"--data {data}: no such folder or list file")
-    files = find_audio(data)
-    if not files:
-        raise ValueError(f"--data {data}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found")
-    return files
+class WrongShape(BadInput):
+    """A feature file that does not fit the preset's front end: refused before training, replaced during it."""
 
 
-def _cache_path(cache: Path, path: Path, kind: str) -> Path:
-    st = path.stat()
-    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{kind}"
-    return cache / f"{hashlib.sha1(key.encode()).hexdigest()}.npy"
+# ---- an index of relative paths in two numpy arrays ----------------------------------------------------------------
+class Paths:
+    """Many paths as UTF-8 bytes in one array plus end offsets: about len(path) + 8 bytes per clip, one object."""
+
+    def __init__(self, blob: np.ndarray, ends: np.ndarray):
+        self.blob, self.ends = blob, ends
+
+    @classmethod
+    def build(cls, names) -> "Paths":
+        blob, ends = bytearray(), array("q")
+        for name in names:
+            blob += name.encode("utf-8", "surrogateescape")
+            ends.append(len(blob))
+        return cls(np.frombuffer(blob, np.uint8), np.frombuffer(ends, np.int64) if ends else np.zeros(0, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def __getitem__(self, i: int) -> str:
+        start = int(self.ends[i - 1]) if i > 0 else 0
+        return self.blob[start : int(self.ends[i])].tobytes().decode("utf-8", "surrogateescape")
+
+    @property
+    def nbytes(self) -> int:
+        return self.blob.nbytes + self.ends.nbytes
 
 
-_FEATURES = None  # per worker process: the front end's feature module
+def walk(root: Path, suffixes: tuple[str, ...]):
+    """Relative paths of the files under `root` whose suffix is in `suffixes`, in a fixed order (names sorted in
+    each folder, depth first). Directory entries only: no stat per file."""
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        with os.scandir(root / rel if rel else root) as it:
+            entries = sorted((e.name, e.is_dir()) for e in it)
+        subdirs = []
+        for name, is_dir in entries:
+            path = f"{rel}/{name}" if rel else name
+            if is_dir:
+                subdirs.append(path)
+            elif os.path.splitext(name)[1].lower() in suffixes:
+                yield path
+        stack.extend(reversed(subdirs))
 
 
-def _init_worker(features) -> None:
-    global _FEATURES
-    torch.set_num_threads(1)
-    _FEATURES = features
+def csv_column(path: Path, column: str = "file_name"):
+    """The values of one column of a CSV file, streamed."""
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if column not in (reader.fieldnames or []):
+            raise BadInput(f"--data {path}: a CSV list needs a {column!r} column (as M2D's file lists), "
+                           f"found {reader.fieldnames}")
+        for row in reader:
+            if row[column]:
+                yield row[column]
 
 
-def _decode(args) -> np.ndarray | Path | str:
-    """One file -> features [F, T] float32, or the .npy holding them (with a cache), or an error message."""
-    path, cache, kind = args
+# ---- sources -------------------------------------------------------------------------------------------------------
+class Source:
+    """n clips of features [n_mels, T]; `read(i)` and `crop(i, ...)` raise on an unreadable or unfit file."""
+
+    n_mels: int
+    description: str
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def name(self, i: int) -> str:
+        raise NotImplementedError
+
+    @property
+    def index_bytes(self) -> int:
+        """Memory held per clip by the index (numpy arrays only)."""
+        return self.paths.nbytes
+
+    def read(self, i: int) -> np.ndarray:
+        """Clip i's features, [F, T] (float16 or float32; possibly a view of a memory map)."""
+        raise NotImplementedError
+
+    def crop(self, i: int, frames: int, u: float) -> np.ndarray:
+        """`frames` frames of clip i starting at floor(u * (T - frames + 1)), NaN-padded when T < frames: [F, frames]."""
+        x = self.read(i)
+        return pad_crop(x[:, crop_start(x.shape[1], frames, u):][:, :frames], frames)
+
+    def check_first(self, tries: int = 16) -> None:
+        """Read the first readable of the first `tries` clips: raises WrongShape if features do not fit."""
+        errors = []
+        for i in range(min(tries, len(self))):
+            try:
+                self.read(i)
+                return
+            except WrongShape:
+                raise
+            except Exception as e:  # noqa: BLE001 - an unreadable file is replaced later, never fatal on its own
+                errors.append(f"{self.name(i)}: {e}")
+        if errors:
+            raise BadInput(f"--data {self.description}: the first {len(errors)} files are all unreadable "
+                           f"(first: {errors[0]}); is the data complete?")
+
+
+def crop_start(t: int, frames: int, u: float) -> int:
+    return int(u * (t - frames + 1)) if t > frames else 0
+
+
+def pad_crop(x: np.ndarray, frames: int) -> np.ndarray:
+    """[F, t <= frames] -> [F, frames], a float copy, NaN where there was no audio (the loop makes it the mean)."""
+    out = np.full((x.shape[0], frames), np.nan, dtype=x.dtype if x.dtype in (np.float16, np.float32) else np.float32)
+    out[:, : x.shape[1]] = x
+    if not np.isfinite(out[:, : x.shape[1]]).all():
+        raise ValueError("non-finite values (NaN/Inf) in the features")
+    return out
+
+
+def fit_shape(x: np.ndarray, n_mels: int, where: str) -> np.ndarray:
+    """[1, F, T] or [F, T] -> [F, T] with F == n_mels, or WrongShape naming the file."""
+    if x.ndim == 3 and x.shape[0] == 1:
+        x = x[0]
+    if x.ndim != 2 or x.shape[1] == 0:
+        raise WrongShape(f"{where}: features of shape {list(x.shape)}; expected [1, F, T] or [F, T] (MSM-MAE/M2D layout)")
+    if x.shape[0] != n_mels:
+        raise WrongShape(f"{where}: {x.shape[0]} frequency bins, the preset's front end makes {n_mels} "
+                         "(80 log-mel: msm-mae presets; 128 fbank: mae-ast presets); choose a matching preset, or "
+                         "convert the audio with `hear-maeast features --preset P`")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise WrongShape(f"{where}: features of dtype {x.dtype}; expected float32 (or float16)")
+    return x
+
+
+class NpyFiles(Source):
+    """MSM-MAE/M2D log-mel .npy files, read with a memory map (a crop reads only its own columns)."""
+
+    def __init__(self, root: Path, paths: Paths, n_mels: int, description: str):
+        self.root, self.paths, self.n_mels, self.description = root, paths, n_mels, description
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def name(self, i: int) -> str:
+        return str(self.root / self.paths[i])
+
+    def read(self, i: int) -> np.ndarray:
+        path = self.name(i)
+        return fit_shape(np.load(path, mmap_mode="r", allow_pickle=False), self.n_mels, path)
+
+
+class AudioFiles(Source):
+    """Audio decoded on the fly (hear_maeast.audio.load_audio) and turned into the preset's own front-end features;
+    a crop computes only its own frames."""
+
+    def __init__(self, root: Path, paths: Paths, cfg, description: str):
+        from hear_maeast.frontend import FrontEnd
+
+        self.root, self.paths, self.description = root, paths, description
+        self.n_mels = cfg.n_mels
+        self.features = FrontEnd(cfg).features  # un-normalised: [B, samples] -> [B, F, T]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def name(self, i: int) -> str:
+        p = Path(self.paths[i])
+        return str(p if p.is_absolute() else self.root / p)
+
+    def _wav(self, i: int) -> torch.Tensor:
+        wav = load_audio(self.name(i))  # [samples] at 16 kHz, mono
+        if wav.numel() == 0 or not torch.isfinite(wav).all():
+            raise ValueError("empty audio or non-finite samples")
+        return wav
+
+    @torch.no_grad()
+    def read(self, i: int) -> np.ndarray:
+        wav = self._wav(i)[None]
+        t = self.features.num_frames(wav.shape[-1])
+        parts = [self.features(wav, s, min(s + SEGMENT_FRAMES, t))[0] for s in range(0, t, SEGMENT_FRAMES)]
+        return torch.cat(parts, dim=1).numpy()  # [F, T]
+
+    @torch.no_grad()
+    def crop(self, i: int, frames: int, u: float) -> np.ndarray:
+        wav = self._wav(i)[None]
+        t = self.features.num_frames(wav.shape[-1])
+        start = crop_start(t, frames, u)
+        return pad_crop(self.features(wav, start, min(start + frames, t))[0].numpy(), frames)
+
+
+class FeatureStore(Source):
+    """A `hear-maeast features` store: clips are [T, F] blocks of float16 shards, each memory-mapped once per process."""
+
+    def __init__(self, root: Path, manifest: dict, shard_names: list[str], shard: np.ndarray, offset: np.ndarray,
+                 frames: np.ndarray):
+        self.root, self.manifest, self.shard_names = root, manifest, shard_names
+        self.shard, self.offset, self.frames = shard, offset, frames  # [n] int32, int64, int64
+        self.n_mels, self.description = int(manifest["n_mels"]), str(root)
+        self.dtype = np.dtype(manifest["dtype"])
+        self._maps: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.offset)
+
+    def name(self, i: int) -> str:
+        o = int(self.offset[i])
+        return f"{self.root / self.shard_names[self.shard[i]]} frames [{o}, {o + int(self.frames[i])})"
+
+    @property
+    def index_bytes(self) -> int:
+        return self.shard.nbytes + self.offset.nbytes + self.frames.nbytes
+
+    def _map(self, s: int) -> np.ndarray:
+        if s not in self._maps:  # after fork, each worker maps the shards it touches
+            m = np.memmap(self.root / self.shard_names[s], dtype=self.dtype, mode="r")
+            self._maps[s] = m[: len(m) // self.n_mels * self.n_mels].reshape(-1, self.n_mels)
+        return self._maps[s]
+
+    def read(self, i: int) -> np.ndarray:
+        o, t = int(self.offset[i]), int(self.frames[i])
+        x = self._map(int(self.shard[i]))[o : o + t]  # [T, F]
+        if x.shape[0] != t:
+            raise ValueError(f"shard truncated: {x.shape[0]} of {t} frames present")
+        return x.T  # [F, T], a view
+
+    @property
+    def norm_stats(self) -> tuple[float, float] | None:
+        m = self.manifest
+        return (m["norm_mean"], m["norm_std"]) if m.get("norm_std") else None
+
+    def __getstate__(self):  # memory maps are re-opened by whoever unpickles (spawned workers)
+        return dict(self.__dict__, _maps={})
+
+
+def read_store(root: Path, require_complete: bool = True) -> FeatureStore:
+    """Open a store: the manifest and the clip table only."""
     try:
-        target = _cache_path(cache, path, kind) if cache else None
-        if target is not None and target.exists():
-            return target
-        with torch.no_grad():
-            wav = load_audio(path)  # [samples] at 16 kHz
-            if wav.numel() == 0 or not torch.isfinite(wav).all():
-                raise ValueError("empty audio or non-finite samples")
-            feats = _FEATURES(wav[None])[0].numpy()  # [F, T]
-        if target is not None:
-            tmp = target.with_suffix(f".{os.getpid()}.tmp.npy")
-            np.save(tmp, feats)
-            os.replace(tmp, target)
-            return target
-        return feats
-    except Exception as e:  # noqa: BLE001 - any unreadable file is skipped and reported, never fatal
-        return f"{type(e).__name__}: {e}".strip()
+        manifest = json.loads((root / MANIFEST).read_text())
+    except (OSError, ValueError) as e:
+        raise BadInput(f"--data {root}: unreadable {MANIFEST} ({e}); run `hear-maeast features` again to rewrite it") from e
+    if manifest.get("format") != STORE_FORMAT:
+        raise BadInput(f"--data {root}: {MANIFEST} of format {manifest.get('format')!r}, expected {STORE_FORMAT!r}")
+    if require_complete and not manifest.get("complete"):
+        raise BadInput(f"--data {root}: the feature store is unfinished; run the same `hear-maeast features` "
+                       "command again to finish it")
+    names: dict[str, int] = {}
+    shard, offset, frames = array("i"), array("q"), array("q")
+    with open(root / CLIPS, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row["error"]:
+                continue
+            shard.append(names.setdefault(row["file_name"], len(names)))
+            offset.append(int(row["offset"]))
+            frames.append(int(row["frames"]))
+    arrays = [np.frombuffer(a, dt) if len(a) else np.zeros(0, dt) for a, dt in ((shard, np.int32), (offset, np.int64), (frames, np.int64))]
+    return FeatureStore(root, manifest, list(names), *arrays)
 
 
-@dataclass
-class Corpus:
-    """Decoded features of one rank's share of the files."""
+# ---- --data -> a source --------------------------------------------------------------------------------------------
+def fairseq_manifest(path: Path):
+    """(root, relative paths) of a fairseq/MAE-AST .tsv manifest: a root line, then `path<TAB>num_samples` lines."""
+    f = open(path, encoding="utf-8")
+    first = f.readline().strip()
+    if not first or "\t" in first:
+        f.close()
+        raise BadInput(f"--data {path}: a fairseq manifest starts with the audio root folder on its first line")
 
-    features: list[np.ndarray | Path]  # each [F, T] in memory, or a cached .npy read on demand (memory-mapped)
-    files: list[Path]
-    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    root = Path(first)
 
-    def clip(self, i: int) -> np.ndarray:
-        f = self.features[i]
-        return np.load(f, mmap_mode="r") if isinstance(f, Path) else f  # [F, T]
+    def rows():
+        with f:
+            for line in f:
+                if line.strip():
+                    yield line.split("\t", 1)[0].strip()
 
-    def stats(self, max_clips: int = 1000) -> torch.Tensor:
-        """[count, sum, sum of squares] (float64) over every value of up to max_clips clips."""
-        s = torch.zeros(3, dtype=torch.float64)
-        for i in range(0, len(self.features), max(1, len(self.features) // max_clips))[:max_clips]:
-            x = torch.from_numpy(np.asarray(self.clip(i), dtype=np.float64))
-            s += torch.stack([torch.tensor(float(x.numel()), dtype=torch.float64), x.sum(), (x * x).sum()])
-        return s
-
-
-def decode_all(files: list[Path], features, cache: str | None, kind: str, workers: int = 0, progress=None) -> Corpus:
-    """Decode `files` with the front end's `features` module, in `workers` processes (0 = here)."""
-    cache_dir = Path(cache) if cache else None
-    if cache_dir:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [(p, cache_dir, kind) for p in files]
-    if workers > 0:
-        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(features,)) as pool:
-            results = list(progress(pool.map(_decode, jobs, chunksize=8), total=len(jobs)) if progress else pool.map(_decode, jobs))
-    else:
-        _init_worker(features)
-        results = [_decode(j) for j in (progress(jobs) if progress else jobs)]
-    corpus = Corpus([], [])
-    for path, r in zip(files, results):
-        if isinstance(r, str):
-            corpus.skipped.append((path, r))
-        else:
-            corpus.features.append(r)
-            corpus.files.append(path)
-    return corpus
+    return root, rows()
 
 
-def crop_batch(corpus: Corpus, index: torch.Tensor, frames: int, g: torch.Generator) -> torch.Tensor:
-    """Random crops of `frames` frames (shorter clips padded with NaN, to become the normalised mean 0) -> [B, F, T]."""
-    out = []
-    for i in index.tolist():
-        x = corpus.clip(i)  # [F, T_clip]
-        t = x.shape[1]
-        start = int(torch.randint(0, t - frames + 1, (1,), generator=g)) if t > frames else 0
-        crop = torch.from_numpy(np.array(x[:, start : start + frames], dtype=np.float32))
-        if crop.shape[1] < frames:
-            crop = torch.nn.functional.pad(crop, (0, frames - crop.shape[1]), value=float("nan"))
-        out.append(crop)
-    return torch.stack(out)
+def list_file(path: Path):
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                yield line
 
 
-def batch_indices(n: int, batch: int, step: int, steps_per_epoch: int, seed: int, rank: int) -> torch.Tensor:
-    """The clips of one batch: epoch e is a seeded permutation of this rank's clips, cycled if it is short."""
-    epoch, i = divmod(step, steps_per_epoch)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch * 7919 + rank))
-    pos = torch.arange(i * batch, (i + 1) * batch) % n
-    return perm[pos]
+def open_source(data, cfg, data_root=None) -> Source:
+    """`--data` (store folder, .npy folder, audio folder, CSV, fairseq .tsv or .txt list) -> a Source for `cfg`."""
+    try:
+        return _open_source(Path(data), cfg, data_root)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise BadInput(f"--data {data}: not a readable UTF-8 list ({e})") from None
+
+
+def _open_source(data: Path, cfg, data_root) -> Source:
+    if not data.exists():
+        raise BadInput(f"--data {data}: no such folder or list file")
+    if data.is_dir():
+        if (data / MANIFEST).exists():
+            return check_store(read_store(data), cfg)
+        npy = Paths.build(walk(data, (".npy",)))
+        if len(npy):
+            return NpyFiles(data, npy, cfg.n_mels, str(data))
+        audio = Paths.build(walk(data, AUDIO_EXTENSIONS))
+        if not len(audio):
+            raise BadInput(f"--data {data}: no .npy feature files and no audio files ({', '.join(AUDIO_EXTENSIONS)}) "
+                           "found in it or its sub-folders")
+        return AudioFiles(data, audio, cfg, str(data))
+    suffix = data.suffix.lower()
+    if suffix == ".tsv":
+        root, rows = fairseq_manifest(data)
+        return nonempty(AudioFiles(root, Paths.build(rows), cfg, str(data)))
+    if suffix in LIST_SUFFIXES:
+        return nonempty(AudioFiles(data.parent, Paths.build(list_file(data)), cfg, str(data)))
+    if suffix == ".csv":
+        root = Path(data_root) if data_root else data.parent
+        paths = Paths.build(csv_column(data))
+        if len(paths) and paths[0].lower().endswith(".npy"):
+            return NpyFiles(root, paths, cfg.n_mels, str(data))
+        return nonempty(AudioFiles(root, paths, cfg, str(data)))
+    raise BadInput(f"--data {data}: expected a folder, a .csv file list (file_name column), a fairseq .tsv manifest "
+                   f"or a .txt list of audio files")
+
+
+def nonempty(source: Source) -> Source:
+    if not len(source):
+        raise BadInput(f"--data {source.description}: the list names no files")
+    return source
+
+
+def check_store(store: FeatureStore, cfg) -> FeatureStore:
+    m = store.manifest
+    if (m["frontend"], int(m["n_mels"])) != (cfg.frontend, cfg.n_mels):
+        raise WrongShape(f"--data {store.root}: a store of {m['n_mels']} {m['frontend']} bins, the preset {cfg.name} "
+                         f"needs {cfg.n_mels} {cfg.frontend} bins; use a matching preset or run `hear-maeast features "
+                         f"--preset {cfg.name}`")
+    if not len(store):
+        raise BadInput(f"--data {store.root}: the store holds no readable clip (see its skipped.txt)")
+    return store

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from hear_maeast.errors import BadInput
+from hear_maeast.masking import make_mask
 from hear_maeast.model import unpatchify
 from hear_maeast.timing import HOP, SAMPLE_RATE, WIN
 
@@ -14,8 +16,6 @@ from hear_maeast.timing import HOP, SAMPLE_RATE, WIN
 @torch.no_grad()
 def masked_view(model, spec: torch.Tensor, mask_ratio=None, mask_kind=None, seed: int = 0):
     """spec [1, F, T] normalised -> (masked input with NaN holes, reconstruction with visible patches pasted), each [F, T]."""
-    from pretrain.train import make_mask
-
     cfg = model.cfg.replace(**{k: v for k, v in dict(mask_ratio=mask_ratio, mask_kind=mask_kind).items() if v is not None})
     keep, mask = make_mask(cfg, 1, torch.Generator().manual_seed(seed))  # [1, Nv], [1, N]
     out = model(spec, keep.to(spec.device))
@@ -77,7 +77,7 @@ def reconstruct(clip, model_path, output, wav=None, mask_ratio=None, mask_kind=N
     s = int(start * 100)
     x = feats[..., s : s + frames]
     if x.shape[-1] == 0:
-        raise SystemExit(f"--start {start}: the clip has only {feats.shape[-1] / 100:.2f} s of frames")
+        raise BadInput(f"--start {start}: the clip has only {feats.shape[-1] / 100:.2f} s of frames")
     n_valid = x.shape[-1]
     x = torch.nn.functional.pad(x, (0, frames - n_valid), value=float("nan"))
     spec = torch.nan_to_num(model.frontend.normalize(x), nan=0.0)  # [1, F, T]; padding = the normalised mean

@@ -111,3 +111,14 @@ def toy_hear_env(tmp_path_factory) -> dict:
     env = run_env()
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(folder), str(REPO), env.get("PYTHONPATH", "")) if p)
     return env
+
+
+# --- pretrain/ fixtures ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def speech_folder(tmp_path_factory) -> Path:
+    """A folder of real speech (Speech Commands v0.02 subset: 72 one-second words + 6 noises, in sub-folders)."""
+    out = tmp_path_factory.mktemp("speech")
+    with zipfile.ZipFile(shared_file("speech_commands_v0.02-small.zip")) as z:
+        z.extractall(out, [n for n in z.namelist() if n.endswith(".wav")])
+    return out

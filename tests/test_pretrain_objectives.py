@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hear_maeast.masking import chunk_mask, num_visible, random_mask
-from pretrain.losses import info_nce, masked_mse, pretrain_loss
+from pretrain.losses import info_nce, masked_mse, masked_tokens, pretrain_loss
 from pretrain.train import lr_at
 
 
@@ -110,3 +110,14 @@ def test_learning_rate_schedules():
     assert lr_at(55, 100, 10, 1.0, "poly") == pytest.approx(0.5)  # linear decay (fairseq polynomial, power 1)
     assert lr_at(99, 100, 10, 1.0, "constant") == 1.0
     assert lr_at(100, 200, 10, 1.0, "poly") > lr_at(100, 100, 10, 1.0, "poly")  # a raised total re-plans the decay
+
+
+def test_masked_tokens_without_a_host_sync_pick_the_same_tokens():
+    """The training loop passes the masked count, so InfoNCE never waits for the device (no `nonzero`)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 64, 3, generator=g)
+    keep, mask = random_mask(5, 64, 0.75, g)
+    assert torch.equal(masked_tokens(x, mask, n_masked=64 - keep.shape[1]), masked_tokens(x, mask))
+    out = {k: torch.randn(5, 64, 3, generator=g) for k in ("target", "recon", "logits_proj")}
+    a, b = pretrain_loss(out, mask, "joint"), pretrain_loss(out, mask, "joint", n_masked=48)
+    assert a["loss"].item() == b["loss"].item()

@@ -1,0 +1,100 @@
+"""One folder per run (or feature store), owned by one process at a time: the lock, the training state, the log.
+
+The lock is `flock` on FOLDER/.lock, taken without waiting: a second `pretrain` (or `--resume`, or `features`) on a
+folder in use stops with a message naming the holder's pid and host, instead of interleaving the log or killing the
+live run. The kernel releases it when the holding process dies, however it dies (SIGKILL included), so a crashed
+run never needs manual cleanup. Under torchrun the global rank 0 holds it for the whole job; the other ranks learn
+the outcome from it before touching the folder. Network file systems: Linux NFS clients turn flock into NFS byte-range
+locks (NFSv4, or v3 with lockd), which hold across machines; where the file system cannot lock (some FUSE or Lustre
+mounts without `-o flock`), the run says so and continues unlocked, and keeping one process per folder is up to you.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import fcntl
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from hear_maeast.checkpoint import atomic_write
+from hear_maeast.errors import BadInput
+
+LOCK_FILE = ".lock"
+
+
+class FolderLock:
+    """An exclusive, non-blocking flock on FOLDER/.lock, held until `release()` or the process's death."""
+
+    def __init__(self, folder: Path, option: str = "--out"):
+        self.folder, self.option, self.fd = Path(folder), option, None
+
+    def acquire(self) -> "FolderLock":
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise BadInput(f"{self.option} {self.folder} is in use by another process ({holder}); wait for it to "
+                               f"finish or stop it, or choose another {self.option}") from None
+            print(f"warning: cannot lock {self.folder / LOCK_FILE} ({e.strerror}; the file system does not support "
+                  "locks): make sure no other process uses this folder", file=sys.stderr, flush=True)
+            return self
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor releases the lock; the file stays (harmless, hidden)
+            self.fd = None
+
+
+def clear_temporaries(folder: Path) -> None:
+    """Remove .NAME.*.tmp files left by a process killed mid-write (never loadable under the real name)."""
+    for stale in Path(folder).glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+def load_state(path: Path, device) -> dict:
+    """train_state.pt -> dict, or BadInput saying it is damaged (writes are atomic, so only outside harm truncates it)."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
+        raise BadInput(f"--resume: {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                       "it is truncated or damaged: restore it from a backup, or start a new run in another --out") from None
+
+
+def save_state(path: Path, state: dict) -> None:
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+# ---- log.csv -------------------------------------------------------------------------------------------------------
+LOG_COLUMNS = ["step", "epoch", "loss", "lr", "samples_per_s", "mse", "nce"]
+
+
+def open_log(path: Path, resume_step: int | None):
+    """log.csv for appending; on resume, rows logged after the checkpoint we resume from are dropped first."""
+    if resume_step is not None and path.exists():
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+        rows = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= resume_step]
+        atomic_write(path, lambda tmp: _write_rows(tmp, rows))
+    f = open(path, "a", newline="")
+    if f.tell() == 0:
+        csv.writer(f).writerow(LOG_COLUMNS)
+    return f
+
+
+def _write_rows(path, rows) -> None:
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
