@@ -3,7 +3,9 @@
 The number per task is the one the HEAR leaderboard uses: `["test"]["test_score"]` for train/valid/test tasks,
 `["aggregated_scores"]["test_score_mean"]` (with `test_score_std`) for k-fold tasks. Rows: one per model, then
 the reference rows for the tasks that are among the 19 of HEAR 2021. A task whose folder exists but has no
-scores (failed.json, or stopped half-way) is `failed`, never an empty cell.
+scores (failed.json, or stopped half-way) is `failed`, never an empty cell; one that a protocol does not apply to
+(an event task in a fine-tuning run: not-applicable.json) is `n/a`. Fine-tuned rows (`hear-maeast finetune`) are
+named `<model>-finetuned`, sort next to their model's probe row, and a note under the Markdown table says so.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from pathlib import Path
 
 SCORES = "test.predicted-scores.json"
 FAILED = "failed"
+NOT_APPLICABLE = "not-applicable.json"  # written by `hear-maeast finetune` for an event task
+NA = "n/a"
+FINETUNED_SUFFIX = "-finetuned"
+FINETUNED_NOTE = ("Rows ending in `-finetuned`: the encoder fine-tuned on each task (`hear-maeast finetune`); the other "
+                  "rows: heareval's probe on frozen embeddings (`hear-maeast eval`). n/a: not fine-tuned (event task).")
 
 # Best score on the HEAR leaderboard (hearbenchmark.com docs/leaderboard.csv), by task folder name.
 HEAR_2021_BEST = {
@@ -52,10 +59,11 @@ REFERENCES = {"HEAR 2021 best": HEAR_2021_BEST, "MSM-MAE paper": MSM_MAE_PAPER}
 class Score:
     mean: float | None  # None: failed
     std: float | None = None  # over folds, for k-fold tasks
+    na: bool = False  # the protocol does not apply to this task (no score, not a failure)
 
     def __str__(self) -> str:
         if self.mean is None:
-            return FAILED
+            return NA if self.na else FAILED
         if self.std is None or math.isnan(self.std):
             return f"{self.mean:.3f}"
         return f"{self.mean:.3f}±{self.std:.3f}"
@@ -65,7 +73,7 @@ def read_score(task_dir: Path) -> Score:
     """The leaderboard number of one task result folder (heareval's embeddings folder for the task)."""
     path = Path(task_dir) / SCORES
     if not path.is_file():
-        return Score(None)
+        return Score(None, na=(Path(task_dir) / NOT_APPLICABLE).is_file())
     scores = json.loads(path.read_text())
     if "aggregated_scores" in scores:  # k-fold: mean and std over folds
         agg = scores["aggregated_scores"]
@@ -79,7 +87,8 @@ def read_score(task_dir: Path) -> Score:
 
 
 def _is_task_result(path: Path) -> bool:
-    return any((path / f).exists() for f in (SCORES, "failed.json", "task_metadata.json", ".done.embeddings"))
+    markers = (SCORES, "failed.json", "task_metadata.json", ".done.embeddings", NOT_APPLICABLE)
+    return any((path / f).exists() for f in markers)
 
 
 def _is_model_dir(path: Path) -> bool:
@@ -160,7 +169,8 @@ def plot(tasks: list[str], rows: dict[str, dict[str, Score]], path: Path) -> Non
         bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=name)
         for bar, t in zip(bars, tasks):
             if row[t] is not None and row[t].mean is None:
-                ax.text(bar.get_x() + bar.get_width() / 2, 0.02, FAILED, rotation=90, ha="center", va="bottom", fontsize=7)
+                ax.text(bar.get_x() + bar.get_width() / 2, 0.02, str(row[t]), rotation=90, ha="center", va="bottom",
+                        fontsize=7)
     ax.set_xticks(x)
     ax.set_xticklabels(tasks, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("test score (primary metric)")
@@ -178,6 +188,8 @@ def write_table(paths: list[Path], markdown: Path | None = None, csv_path: Path 
     tasks, rows = collect(paths)
     table = table_rows(tasks, rows)
     md = to_markdown(table)
+    if any(name.endswith(FINETUNED_SUFFIX) for name in rows):
+        md += "\n" + FINETUNED_NOTE + "\n"
     if markdown:
         Path(markdown).write_text(md)
     if csv_path:

@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "tasks": "eval.cli:tasks",
     "eval": "eval.cli:eval_cmd",
     "table": "eval.cli:table",
+    "finetune": "eval.cli:finetune",
 }
 
 
