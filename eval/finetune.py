@@ -213,7 +213,7 @@ def crop_batch(split: Split, idx: np.ndarray, crop: int, rng: np.random.Generato
 
 
 def mixup(wav: torch.Tensor, targets: torch.Tensor, p: float, rng: np.random.Generator):
-    """SSAST's mixup: with probability p per example, lam * x + (1 - lam) * partner, lam ~ Beta(10, 10); labels alike."""
+    """SSAST's mixup: with probability p per example lam * x + (1 - lam) * partner, lam ~ Beta(10, 10); labels alike."""
     b = wav.shape[0]
     partner = torch.from_numpy(rng.permutation(b))
     lam = torch.from_numpy(rng.beta(MIXUP_BETA, MIXUP_BETA, b).astype(np.float32))
@@ -499,7 +499,8 @@ def save_fold_model(model: SceneClassifier, fold: Fold, result: dict) -> None:
 
     stem = fold.out / _file_stem(fold)
     save_checkpoint(model.backbone, f"{stem}.model.safetensors",
-                    provenance={"finetuned_on": fold.task_dir.name, "fold": fold.name, "best_epoch": result["best_epoch"]})
+                    provenance={"finetuned_on": fold.task_dir.name, "fold": fold.name,
+                                "best_epoch": result["best_epoch"]})
     head = {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
     atomic_write(Path(f"{stem}.head.safetensors"), lambda tmp: save_file(head, tmp))
 
@@ -555,7 +556,8 @@ def select_tasks(tasks_dir: Path, only: tuple[str, ...]) -> tuple[list[Path], li
         if only:
             missing = set(only) - {t.name for t in tasks}
             if missing:
-                raise TaskError(f"no task folder named {sorted(missing)} in {tasks_dir}; it has {[t.name for t in tasks]}")
+                raise TaskError(f"no task folder named {sorted(missing)} in {tasks_dir}; "
+                                f"it has {[t.name for t in tasks]}")
             tasks = [t for t in tasks if t.name in only]
         kinds = {t: check_task(t, SAMPLE_RATE)["embedding_type"] for t in tasks}
     except TaskError as e:
@@ -626,10 +628,11 @@ def _run_task(task: Path, task_out: Path, template: MaskedAutoencoder, tc: Finet
     """One task, its failure recorded in failed.json (the other tasks go on), as `hear-maeast eval` does."""
     failed_file = task_out / "failed.json"
     failed_file.unlink(missing_ok=True)  # a previous failure: try again
+    start = time.time()
     try:
         entry = finetune_task(task, task_out, template, tc)
-        _log(f"  test score {entry['score']}")
-        return entry
+        _log(f"  test score {entry['score']} ({time.time() - start:.0f} s)")
+        return {**entry, "seconds": round(time.time() - start, 1)}
     except Exception as e:  # noqa: BLE001 - record, go on with the other tasks
         message = f"{type(e).__name__}: {e}"
         _log(f"  FAILED: {message}")
@@ -652,7 +655,7 @@ def run_finetune(tasks_dir: Path, out: Path, model_path: str = "", name: str | N
     run_dir = start_run(Path(out), name, config)
     _log(f"{template.cfg.name} ({model_path or 'default weights'}), {tc.epochs} epochs, {tc.precision} on "
          f"{tc.device}; results in {run_dir}")
-    status = {}
+    status, start = {}, time.time()
     for task in event:
         reason = "an event task: only scene tasks are fine-tuned (heareval's probe scores it: hear-maeast eval)"
         _log(f"{task.name}: skipped, {reason}")
@@ -663,7 +666,8 @@ def run_finetune(tasks_dir: Path, out: Path, model_path: str = "", name: str | N
         status[task.name] = _run_task(task, run_dir / task.name, template, tc)
     _write_json(run_dir / "run.json", {**config, "tasks": status})
     failed = [t for t, s in status.items() if s["status"] == "failed"]
-    _log(f"{len(scene) - len(failed)} of {len(scene)} scene tasks done" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    _log(f"{len(scene) - len(failed)} of {len(scene)} scene tasks done in {time.time() - start:.0f} s"
+         + (f"; failed: {', '.join(failed)}" if failed else ""))
     if failed:
         raise WorkFailed(f"fine-tuning failed on {', '.join(failed)} (see failed.json in {run_dir}/<task>/)")
     return status

@@ -22,8 +22,9 @@ FAILED = "failed"
 NOT_APPLICABLE = "not-applicable.json"  # written by `hear-maeast finetune` for an event task
 NA = "n/a"
 FINETUNED_SUFFIX = "-finetuned"
-FINETUNED_NOTE = ("Rows ending in `-finetuned`: the encoder fine-tuned on each task (`hear-maeast finetune`); the other "
-                  "rows: heareval's probe on frozen embeddings (`hear-maeast eval`). n/a: not fine-tuned (event task).")
+FINETUNED_NOTE = ("Rows ending in `-finetuned`: the encoder fine-tuned on each task (`hear-maeast finetune`); "
+                  "the other rows: heareval's probe on frozen embeddings (`hear-maeast eval`). "
+                  "n/a: not fine-tuned (event task).")
 
 # Best score on the HEAR leaderboard (hearbenchmark.com docs/leaderboard.csv), by task folder name.
 HEAR_2021_BEST = {
