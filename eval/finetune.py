@@ -68,6 +68,7 @@ MIXUP_BETA = 10.0  # SSAST's dataloader: lambda ~ Beta(10, 10)
 SPECAUG_FRACTION = 3 / 16  # SSAST ESC-50: freqm 24 of 128 bins, timem 96 of 512 frames
 HEAD_INIT_STD = 2e-5  # MAE fine-tuning: trunc_normal_(head.weight, std=2e-5)
 ADAMW_BETAS = (0.9, 0.999)
+EVAL_BATCH_SAMPLES = 32 * 10 * SAMPLE_RATE  # clips read at once for evaluation: 20 MB of audio, whatever their length
 
 
 @dataclass
@@ -110,6 +111,10 @@ class FinetuneConfig:
             ("timem", self.timem, self.timem is None or self.timem >= 0, ">= 0"),
             ("precision", self.precision, self.precision in (None, "fp32", "bf16"), "fp32 or bf16"),
         ] if not ok]
+        try:
+            torch.device(self.device or "cpu")
+        except RuntimeError:
+            problems.append(f"--device {self.device} is not a device torch knows (cpu, cuda, cuda:1, ...)")
         if self.device and self.device.startswith("cuda") and not torch.cuda.is_available():
             problems.append(f"--device {self.device}: CUDA is not available here (use --device cpu)")
         if problems:
@@ -228,7 +233,7 @@ def spec_augment(spec: torch.Tensor, freqm: int, timem: int) -> torch.Tensor:
 
     x = spec[:, None]  # [B, 1, F, T]: iid_masks needs a channel axis
     if freqm:
-        x = torchaudio.transforms.FrequencyMasking(freqm, iid_masks=True)(x)
+        x = torchaudio.transforms.FrequencyMasking(min(freqm, spec.shape[-2]), iid_masks=True)(x)
     if timem:
         x = torchaudio.transforms.TimeMasking(min(timem, spec.shape[-1]), iid_masks=True)(x)
     return x[:, 0]
@@ -376,15 +381,16 @@ def train_epoch(model: SceneClassifier, opt, fold: Fold, train: Split, tc: Finet
 
 @torch.no_grad()
 def predict(model: SceneClassifier, split: Split, tc: FinetuneConfig) -> torch.Tensor:
-    """Logits [N, C] of every clip, whole, batched by equal length."""
+    """Logits [N, C] of every clip, whole, batched by equal length (at most EVAL_BATCH_SAMPLES samples at once)."""
     model.eval()
     logits = torch.zeros(len(split), split.targets.shape[1])
     by_length: dict[int, list[int]] = {}
     for i, n in enumerate(split.samples):
         by_length.setdefault(n, []).append(i)
-    for idx in by_length.values():
-        for b in range(0, len(idx), tc.batch_size):
-            batch = idx[b : b + tc.batch_size]
+    for n, idx in by_length.items():
+        per_batch = max(1, min(tc.batch_size, EVAL_BATCH_SAMPLES // n))  # long clips go a few at a time
+        for b in range(0, len(idx), per_batch):
+            batch = idx[b : b + per_batch]
             audio = torch.from_numpy(np.stack([read_clip(split.files[i]) for i in batch]))
             with _autocast(tc):
                 logits[batch] = model.forward_clips(audio.to(tc.device)).float().cpu()
