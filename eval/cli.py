@@ -133,6 +133,7 @@ from hear_maeast.errors import Command  # noqa: E402
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--lr", default=5e-4, show_default=True, help="Peak learning rate (the head's; lower blocks get less).")
 @click.option("--layer-decay", default=0.75, show_default=True, help="Layer-wise lr decay (MAE/AudioMAE).")
+@click.option("--head-lr-scale", default=10.0, show_default=True, help="The head's lr over --lr (SSAST's head_lr).")
 @click.option("--weight-decay", default=0.05, show_default=True, help="AdamW's (not on biases, norms, tokens).")
 @click.option("--warmup-epochs", default=3.0, show_default=True, help="Linear warm-up, then cosine to 0.")
 @click.option("--patience", default=10, show_default=True,
@@ -141,7 +142,7 @@ from hear_maeast.errors import Command  # noqa: E402
               help="Probability that an example is mixed (AST/SSAST; not a Beta alpha); lambda ~ Beta(10, 10).")
 @click.option("--specaug/--no-specaug", default=True, show_default=True, help="SpecAugment time and frequency masks.")
 @click.option("--freqm", type=int, default=None, help="Widest frequency mask, mel bins [default: 3/16 of the bins].")
-@click.option("--timem", type=int, default=None, help="Widest time mask, frames [default: 3/16 of the input frames].")
+@click.option("--timem", type=int, default=None, help="Widest time mask, frames [default: 3/16 of the crop].")
 @click.option("--layer", default=-1, show_default=True, help="Encoder block (1-based) to pool and tune up to; -1: last.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda when present, else cpu].")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None,

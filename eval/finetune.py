@@ -12,12 +12,15 @@ Protocol (README, "Fine-tuning"):
   MAE-AST used: random crops of the preset's input length; mixup with probability `--mixup` per example (AST's
   convention, not a Beta alpha), the partner drawn from the batch, lambda ~ Beta(10, 10), mixed on the waveforms,
   labels mixed alike; SpecAugment, one frequency and one time mask per example (torchaudio FrequencyMasking /
-  TimeMasking; SSAST's ESC-50 recipe masks up to 24 of 128 mel bins and 96 of 512 frames: 3/16 of each by default).
+  TimeMasking; SSAST's ESC-50 recipe masks up to 24 of 128 mel bins and 96 of its 512 frames, the whole clip: by
+  default 3/16 of the mel bins and of the crop's frames).
 - Optimiser, MAE / AudioMAE fine-tuning (github.com/facebookresearch/mae util/lr_decay.py, main_finetune.py;
   github.com/facebookresearch/AudioMAE main_finetune_esc.py): AdamW (0.9, 0.999), weight decay 0.05 except on biases,
   norms and tokens; layer-wise lr decay: with L blocks in use, block i (1-based) gets decay^(L + 1 - i) of the lr,
-  the patch embedding (and CLS, and a post-norm encoder's input norm) decay^(L + 1), the head and final norm the
-  full lr; linear warm-up then half-cycle cosine, per step (`pretrain.train.lr_at`).
+  the patch embedding (and CLS, and a post-norm encoder's input norm) decay^(L + 1), the final norm the full lr;
+  the head `--head-lr-scale` times the lr (SSAST's `head_lr`, 10 in its ESC-50 recipe: a new head on a small
+  task needs larger steps than the pretrained blocks); linear warm-up then half-cycle cosine, per step
+  (`pretrain.train.lr_at`).
 - Evaluation: whole clips through the HEAR API's chunked path (`hear_maeast.get_scene_embeddings`), then the head.
   Valid after every epoch; the best epoch (highest valid score, ties to the lower valid loss; the lowest valid loss
   when the task sets `use_scoring_for_early_stopping: false`, as heareval) is kept and scored on test; training
@@ -79,13 +82,14 @@ class FinetuneConfig:
     batch_size: int = 32
     lr: float = 5e-4  # peak, for the head; block i of L gets lr * layer_decay^(L + 1 - i)
     layer_decay: float = 0.75
+    head_lr_scale: float = 10.0  # the head's lr over the peak lr: SSAST's `head_lr` (10 in its ESC-50 recipe)
     weight_decay: float = 0.05
     warmup_epochs: float = 3.0
     patience: int = 10  # epochs without a better valid score before stopping; 0: never stop early
     mixup: float = 0.5  # probability per example (AST/SSAST), lambda ~ Beta(10, 10)
     specaug: bool = True
     freqm: int | None = None  # widest frequency mask in mel bins; None: 3/16 of the preset's bins
-    timem: int | None = None  # widest time mask in frames; None: 3/16 of the preset's input frames
+    timem: int | None = None  # widest time mask in frames; None: 3/16 of the crop (at most the input frames)
     layer: int = -1  # 1-based encoder block whose output is pooled; -1: the last (with the final norm)
     device: str | None = None  # None: cuda when present, else cpu
     precision: str | None = None  # fp32 | bf16; None: bf16 on cuda, fp32 elsewhere
@@ -103,6 +107,7 @@ class FinetuneConfig:
             ("batch_size", self.batch_size, self.batch_size >= 1, ">= 1"),
             ("lr", self.lr, self.lr > 0, "> 0"),
             ("layer_decay", self.layer_decay, 0 < self.layer_decay <= 1, "in (0, 1]"),
+            ("head_lr_scale", self.head_lr_scale, self.head_lr_scale > 0, "> 0"),
             ("weight_decay", self.weight_decay, self.weight_decay >= 0, ">= 0"),
             ("warmup_epochs", self.warmup_epochs, self.warmup_epochs >= 0, ">= 0"),
             ("patience", self.patience, self.patience >= 0, ">= 0 (0: never stop early)"),
@@ -288,8 +293,10 @@ def layer_id(name: str, depth: int, used: int, prenorm: bool) -> int | None:
     return None
 
 
-def param_groups(model: SceneClassifier, weight_decay: float, layer_decay: float) -> list[dict]:
-    """AdamW groups with `lr_scale` = layer_decay^(top - id); no weight decay on biases, norms and tokens.
+def param_groups(model: SceneClassifier, weight_decay: float, layer_decay: float, head_lr_scale: float = 1.0
+                 ) -> list[dict]:
+    """AdamW groups with `lr_scale` = layer_decay^(top - id) (the head: head_lr_scale); no weight decay on biases,
+    norms and tokens.
 
     Parameters the classifier does not use are frozen (requires_grad False) and left out."""
     backbone = model.backbone
@@ -302,9 +309,10 @@ def param_groups(model: SceneClassifier, weight_decay: float, layer_decay: float
         if lid is None:
             continue
         no_decay = p.ndim == 1 or name.endswith("_token")
-        group = groups.setdefault((lid, no_decay), {
+        head = name.startswith("head.")
+        group = groups.setdefault((lid, no_decay, head), {
             "params": [], "names": [], "weight_decay": 0.0 if no_decay else weight_decay,
-            "lr_scale": layer_decay ** (used + 1 - lid)})
+            "lr_scale": head_lr_scale if head else layer_decay ** (used + 1 - lid)})
         group["params"].append(p)
         group["names"].append(name)
     return list(groups.values())
@@ -351,7 +359,6 @@ def train_epoch(model: SceneClassifier, opt, fold: Fold, train: Split, tc: Finet
     torch.manual_seed(_seed(tc.seed, fold.index, epoch, 1))  # SpecAugment draws from torch's generator
     crop = (cfg.input_frames - 1) * HOP + WIN  # enough samples for input_frames frames with either front end
     freqm = round(cfg.n_mels * SPECAUG_FRACTION) if tc.freqm is None else tc.freqm
-    timem = round(cfg.input_frames * SPECAUG_FRACTION) if tc.timem is None else tc.timem
     steps_per_epoch, total, warmup = schedule
     model.train()
     order, losses = rng.permutation(len(train)), []
@@ -359,7 +366,8 @@ def train_epoch(model: SceneClassifier, opt, fold: Fold, train: Split, tc: Finet
         idx = order[b * tc.batch_size : (b + 1) * tc.batch_size]
         wav, y = mixup(crop_batch(train, idx, crop, rng), train.targets[idx], tc.mixup, rng)
         spec = model.backbone.frontend(wav.to(tc.device))[..., : cfg.input_frames]  # [B, F, T]
-        if tc.specaug:
+        if tc.specaug:  # SSAST's widths are fractions of its input, which is the whole clip: here, the crop
+            timem = round(spec.shape[-1] * SPECAUG_FRACTION) if tc.timem is None else tc.timem
             spec = spec_augment(spec, freqm, timem)
         with _autocast(tc):
             logits = model.forward_spec(spec)
@@ -424,7 +432,8 @@ def new_fold_model(template: MaskedAutoencoder, nlabels: int, fold: Fold, tc: Fi
     """A fresh copy of the pretrained encoder with a new head (seeded by the fold), and its AdamW."""
     torch.manual_seed(_seed(tc.seed, fold.index, 0, 2))
     model = SceneClassifier(copy.deepcopy(template), nlabels).to(tc.device)
-    opt = torch.optim.AdamW(param_groups(model, tc.weight_decay, tc.layer_decay), lr=tc.lr, betas=ADAMW_BETAS)
+    groups = param_groups(model, tc.weight_decay, tc.layer_decay, tc.head_lr_scale)
+    opt = torch.optim.AdamW(groups, lr=tc.lr, betas=ADAMW_BETAS)
     return model, opt
 
 

@@ -108,6 +108,10 @@ def test_layer_wise_lr_decay_follows_mae(micro_checkpoints):
     found, _ = scales("mae-ast-patch-micro", -1)  # post-norm (wav2vec2): the norm is on the encoder's input
     assert found["backbone.encoder.norm.weight"][0] == 0.125
 
+    clf = SceneClassifier(hear_maeast.load_model(str(micro_checkpoints["msm-mae-micro"])), nlabels=2)
+    groups = param_groups(clf, weight_decay=0.05, layer_decay=0.5, head_lr_scale=10.0)  # SSAST's head_lr
+    assert {n: g["lr_scale"] for g in groups for n in g["names"]}["head.bias"] == 10.0
+
 
 # ---------------------------------------------------------------------------------------------- the command
 @pytest.mark.slow
