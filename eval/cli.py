@@ -116,3 +116,42 @@ def table(results, output, csv_path, png):
     from eval.table import write_table
 
     click.echo(write_table(list(results), output, csv_path, png), nl=False)
+
+
+# `hear-maeast finetune` (eval/finetune.py); errors are hear_maeast.errors' typed ones, printed as one line
+@click.command("finetune", cls=Command)
+@click.option("--tasks-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A tasks root (one folder per task) or a single task folder; event tasks are skipped (n/a).")
+@click.option("--model", "model_path", default="", help="Checkpoint (.safetensors or official); default weights if empty.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="RESULTS folder.")
+@click.option("--name", default=None, help="Results folder name [default: <model>-finetuned]; -finetuned is appended.")
+@click.option("--task", "only", multiple=True, help="Only this task folder name (repeatable).")
+@click.option("--epochs", default=30, show_default=True, help="Epochs per fold (at most: early stopping on valid).")
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--lr", default=5e-4, show_default=True, help="Peak learning rate (the head's; lower blocks get less).")
+@click.option("--layer-decay", default=0.75, show_default=True, help="Layer-wise lr decay (MAE/AudioMAE).")
+@click.option("--head-lr-scale", default=10.0, show_default=True, help="The head's lr over --lr (SSAST's head_lr).")
+@click.option("--weight-decay", default=0.05, show_default=True, help="AdamW's (not on biases, norms, tokens).")
+@click.option("--warmup-epochs", default=3.0, show_default=True, help="Linear warm-up, then cosine to 0.")
+@click.option("--patience", default=10, show_default=True,
+              help="Stop after this many epochs without a better valid score; 0: never.")
+@click.option("--mixup", default=0.5, show_default=True,
+              help="Probability that an example is mixed (AST/SSAST; not a Beta alpha); lambda ~ Beta(10, 10).")
+@click.option("--specaug/--no-specaug", default=True, show_default=True, help="SpecAugment time and frequency masks.")
+@click.option("--freqm", type=int, default=None, help="Widest frequency mask, mel bins [default: 3/16 of the bins].")
+@click.option("--timem", type=int, default=None, help="Widest time mask, frames [default: 3/16 of the crop].")
+@click.option("--layer", default=-1, show_default=True, help="Encoder block (1-based) to pool and tune up to; -1: last.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda when present, else cpu].")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None,
+              help="[default: bf16 on CUDA, fp32 elsewhere].")
+@click.option("--seed", default=0, show_default=True, help="The same seed gives the same scores on CPU.")
+@click.option("--save-models", is_flag=True, help="Also write each fold's best model: <fold>.model/.head.safetensors.")
+def finetune(tasks_dir, model_path, out, name, only, **options):
+    """Fine-tune the encoder + a linear head on every scene task (the MAE-AST paper's protocol) and score it with
+    heareval's splits and metrics: RESULTS/<model>-finetuned/<task>/test.predicted-scores.json, read by `table`.
+
+    A re-run resumes per task, fold and epoch. Exits 1 when any task failed (after the others). README: "Fine-tuning".
+    """
+    from eval.finetune import FinetuneConfig, run_finetune
+
+    run_finetune(tasks_dir, out, model_path=model_path, name=name, only=only, tc=FinetuneConfig(**options))

@@ -8,7 +8,10 @@
 2. `hear-validator hear_maeast` on the default weights.
 3. `hear-maeast eval --tasks-dir WORK/tasks --grid fast --out WORK/results`, for the model and, when it is the
    default weights, for the same preset randomly initialised (the honest baseline: what pretraining bought).
-4. `hear-maeast table WORK/results` -> WORK/leaderboard.md, .csv, .png, and the table printed, followed by a
+4. `hear-maeast finetune --tasks-dir WORK/tasks --out WORK/results --epochs N` for a hear_maeast model: the encoder
+   fine-tuned on each scene task (the MAE-AST paper's protocol; README "Fine-tuning"), a `<model>-finetuned` row
+   next to the probe rows (event tasks: n/a). Few epochs (`--finetune-epochs`, 0 skips it) keep `make eval` short.
+5. `hear-maeast table WORK/results` -> WORK/leaderboard.md, .csv, .png, and the table printed, followed by a
    note for every task whose audio is nearly silent (the official small spoken-digit archive: see `quiet_tasks`).
 
 Every step keeps what earlier runs finished, so an interrupted run resumes where it stopped; results of weights
@@ -31,6 +34,7 @@ from hear_maeast.timing import SAMPLE_RATE
 SPOKEN_DIGIT = "hear-2021.0.6-spoken_digit-1.0.9-small-44100.tar.gz"
 SPEECH_COMMANDS = "speech_commands_v0.02-small.zip"
 QUIET_DBFS = -60.0  # a task whose every clip peaks below this is nearly silent: its scores say little
+FINETUNE_EPOCHS = 10  # README "Fine-tuning": what these epochs add to `make eval`, and what 30 epochs give
 
 
 def _step(msg: str) -> None:
@@ -102,7 +106,9 @@ def _run(cmd: list[str]) -> int:
 @click.option("--module", default="hear_maeast", show_default=True)
 @click.option("--model", "model_path", default="", help="Checkpoint; the module's default weights when empty.")
 @click.option("--grid", default="fast", show_default=True)
-def main(work: Path, shared: Path, module: str, model_path: str, grid: str):
+@click.option("--finetune-epochs", default=FINETUNE_EPOCHS, show_default=True,
+              help="Epochs of `hear-maeast finetune` per task and fold (hear_maeast models only); 0: skip it.")
+def main(work: Path, shared: Path, module: str, model_path: str, grid: str, finetune_epochs: int):
     from eval import synth
     from eval.resample import resample_tree
     from eval.speech_commands import build
@@ -134,6 +140,12 @@ def main(work: Path, shared: Path, module: str, model_path: str, grid: str):
         _step("the same preset, randomly initialised (baseline)")
         baseline = random_init_checkpoint(work / "random-init.safetensors")
         eval_rc |= _run(eval_cmd + ["--model", str(baseline), "--name", "hear_maeast-random-init"])
+    finetune_rc = 0
+    if module == "hear_maeast" and finetune_epochs > 0:
+        _step(f"hear-maeast finetune (--epochs {finetune_epochs}): the scene tasks, encoder fine-tuned")
+        finetune_rc = _run([sys.executable, "-m", "hear_maeast.cli", "finetune", "--tasks-dir", str(tasks_dir),
+                            "--out", str(results), "--epochs", str(finetune_epochs)]
+                           + (["--model", model_path] if model_path else []))
 
     _step("leaderboard")
     table_rc = _run([sys.executable, "-m", "hear_maeast.cli", "table", str(results), "-o", str(work / "leaderboard.md"),
@@ -144,10 +156,11 @@ def main(work: Path, shared: Path, module: str, model_path: str, grid: str):
         with open(work / "leaderboard.md", "a") as md:
             md.write("\n" + "\n".join(notes) + "\n")
     print(f"\nwrote {work / 'leaderboard.md'}, .csv, .png in {time.time() - start:.0f} s")
-    for what, rc in (("hear-validator", validator_rc), ("eval", eval_rc), ("table", table_rc)):
+    steps = (("hear-validator", validator_rc), ("eval", eval_rc), ("finetune", finetune_rc), ("table", table_rc))
+    for what, rc in steps:
         if rc:
             print(f"{what} failed (exit {rc})", file=sys.stderr)
-    sys.exit(1 if validator_rc or eval_rc or table_rc else 0)
+    sys.exit(1 if validator_rc or eval_rc or finetune_rc or table_rc else 0)
 
 
 if __name__ == "__main__":

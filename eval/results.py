@@ -7,6 +7,7 @@ The layout `hear-maeast eval` writes (eval/runner.py), and the versions before i
         test.predicted-scores.json           heareval's scores (the leaderboard number is read from it)
         task_metadata.json, labelvocabulary.csv, <split>.json   copies heareval makes when it embeds the task
         failed.json                          what went wrong, when it did
+        not-applicable.json                  `hear-maeast finetune`: an event task, not fine-tuned (`n/a`)
 
 The leaderboard number is `["test"]["test_score"]` for train/valid/test tasks, `["aggregated_scores"]
 ["test_score_mean"]` (with `test_score_std`) for k-fold tasks, and the one fold's `test_score` when a k-fold
@@ -28,6 +29,9 @@ SCORES = "test.predicted-scores.json"
 RUN = "run.json"
 FAILED_JSON = "failed.json"
 FAILED = "failed"
+NOT_APPLICABLE = "not-applicable.json"  # written by `hear-maeast finetune` for an event task
+NA = "n/a"
+FINETUNED_SUFFIX = "-finetuned"  # `hear-maeast finetune` rows: never collide with probe rows
 
 
 class ResultsError(WorkFailed):
@@ -38,10 +42,11 @@ class ResultsError(WorkFailed):
 class Score:
     mean: float | None  # None: failed
     std: float | None = None  # over folds, for k-fold tasks
+    na: bool = False  # the protocol does not apply to this task (no score, not a failure)
 
     def __str__(self) -> str:
         if self.mean is None:
-            return FAILED
+            return NA if self.na else FAILED
         if self.std is None or math.isnan(self.std):
             return f"{self.mean:.3f}"
         return f"{self.mean:.3f}±{self.std:.3f}"
@@ -75,7 +80,7 @@ def read_score(task_out: Path) -> Score:
     """The leaderboard number of one task's results folder; Score(None) (`failed`) when it has no score file."""
     path = Path(task_out) / SCORES
     if not path.is_file():
-        return Score(None)
+        return Score(None, na=(Path(task_out) / NOT_APPLICABLE).is_file())
     try:
         scores = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
@@ -100,7 +105,7 @@ def read_run(model_dir: Path) -> dict | None:
 
 def is_task_result(path: Path) -> bool:
     """A task's results folder, finished or not; a task folder itself (it holds <rate>/ audio) is not one."""
-    if any((path / f).exists() for f in (SCORES, FAILED_JSON, ".done.embeddings")):
+    if any((path / f).exists() for f in (SCORES, FAILED_JSON, ".done.embeddings", NOT_APPLICABLE)):
         return True
     return (path / METADATA).is_file() and not sample_rates(path)  # heareval stopped while embedding
 

@@ -3,7 +3,9 @@
 Rows: one per model; then the reference rows (HEAR 2021 best, MSM-MAE paper) for the official HEAR 2021 tasks
 only; then `clips` (train/valid/test sizes, or the total and number of folds) and `chance` (the score of
 predictions that ignore the audio, eval.taskdir.chance_level) for every task. A task whose folder exists but has
-no scores (failed.json, or stopped half-way) is `failed`, never an empty cell.
+no scores (failed.json, or stopped half-way) is `failed`, never an empty cell; one that a protocol does not apply to
+(an event task in a fine-tuning run) is `n/a`. Fine-tuned rows (`hear-maeast finetune`) are named
+`<model>-finetuned` and a note under the Markdown table says so.
 
 Which tasks are official: `table` sees only results folders, so a task counts as the official one when its folder
 name is one of the 19 AND its clip count, summed over the split JSONs heareval copied into the results when it
@@ -18,7 +20,7 @@ import csv
 import io
 from pathlib import Path
 
-from eval.results import FAILED, ModelResults, Score, read_models, read_task_facts
+from eval.results import FINETUNED_SUFFIX, ModelResults, Score, read_models, read_task_facts
 from eval.taskdir import TaskFacts
 
 # The 19 tasks of the HEAR 2021 leaderboard, by task folder name: (clips in the official task, from
@@ -53,6 +55,9 @@ MSM_MAE_PAPER = {
     "libricount-v1.0.0-hear2021-full": 0.858,
 }
 REFERENCES = {"HEAR 2021 best": HEAR_2021_BEST, "MSM-MAE paper": MSM_MAE_PAPER}
+FINETUNED_NOTE = ("Rows ending in `-finetuned`: the encoder fine-tuned on each task (`hear-maeast finetune`); "
+                  "the other rows: heareval's probe on frozen embeddings (`hear-maeast eval`). "
+                  "n/a: not fine-tuned (event task).")
 UNKNOWN, UNDEFINED = "?", "-"  # task facts not recorded (no copy of the task in the results) / no chance level
 
 
@@ -125,7 +130,8 @@ def plot(tasks: list[str], models: list[ModelResults], facts: dict[str, TaskFact
         bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=name)
         for bar, t in zip(bars, tasks):
             if row[t] is not None and row[t].mean is None:
-                ax.text(bar.get_x() + bar.get_width() / 2, 0.02, FAILED, rotation=90, ha="center", va="bottom", fontsize=7)
+                ax.text(bar.get_x() + bar.get_width() / 2, 0.02, str(row[t]), rotation=90, ha="center", va="bottom",
+                        fontsize=7)
     ax.set_xticks(x)
     ax.set_xticklabels(tasks, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("test score (primary metric)")
@@ -153,6 +159,8 @@ def write_table(paths: list[Path], markdown: Path | None = None, csv_path: Path 
     tasks, models, facts = collect(paths)
     table = table_rows(tasks, models, facts)
     md = to_markdown(table)
+    if any(m.name.endswith(FINETUNED_SUFFIX) for m in models):
+        md += "\n" + FINETUNED_NOTE + "\n"
     if markdown:
         _write_text(markdown, md)
     if csv_path:

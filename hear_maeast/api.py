@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from hear_maeast.checkpoint import CheckpointNotFound
 from hear_maeast.errors import BadInput, WorkFailed
 from hear_maeast.loading import load_any
-from hear_maeast.model import MAX_BATCH, MaskedAutoencoder, tokens_to_columns
+from hear_maeast.model import MAX_BATCH, MaskedAutoencoder, pool_scene, tokens_to_columns
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default.safetensors"
 MODEL_OPTIONS = ("layer", "norm_stats", "device", "max_batch", "trust_pickle", "input_frames", "patch_size")
@@ -250,7 +250,4 @@ def get_scene_embeddings(audio: torch.Tensor, model: MaskedAutoencoder) -> torch
     cfg = model.cfg
     n_cols = max(1, math.ceil(model.frontend.num_frames(audio.shape[1]) / cfg.patch_size[1]))  # MAE-AST: fewer
     cols = _finite(_columns(model, audio, 1)[:, :n_cols], model)  # [n, C, Fg*D]
-    if cfg.scene_pool == "tokens":
-        cols = cols.unflatten(-1, (cfg.grid[0], cfg.dim))  # [n, C, Fg, D]
-        return cols.mean(dim=(1, 2)).float()
-    return cols.mean(dim=1).float()
+    return pool_scene(cols, cfg).float()

@@ -31,6 +31,7 @@ SUBCOMMANDS = {
     "tasks": "eval.cli:tasks",
     "eval": "eval.cli:eval_cmd",
     "table": "eval.cli:table",
+    "finetune": "eval.cli:finetune",
 }
 
 

@@ -93,6 +93,17 @@ def tokens_to_columns(x: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
     return x.reshape(b, tg, fg * d)
 
 
+def pool_scene(cols: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
+    """Scene pooling of a family: columns [B, C, F_grid * D] -> [B, scene_embedding_size].
+
+    MSM-MAE ("columns"): the mean of the columns (concatenated frequency tokens, as the official runtime);
+    MAE-AST ("tokens"): the mean of all tokens. The HEAR API and fine-tuning (eval/finetune.py) both pool here.
+    """
+    if cfg.scene_pool == "tokens":
+        return cols.unflatten(-1, (cfg.grid[0], cfg.dim)).mean(dim=(1, 2))  # [B, C, Fg, D] -> [B, D]
+    return cols.mean(dim=1)
+
+
 # ---- Transformer -------------------------------------------------------------------------------
 class Attention(nn.Module):
     """Multi-head self-attention through scaled_dot_product_attention.

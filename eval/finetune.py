@@ -1,0 +1,688 @@
+"""`hear-maeast finetune`: fine-tune the encoder on HEAR scene tasks (the protocol of the MAE-AST paper), scored with
+heareval's own metric functions and written in heareval's layout, next to the linear probes of `hear-maeast eval`.
+
+Protocol (README, "Fine-tuning"):
+- Splits as heareval's predictions runner: a train/valid/test task trains on `train`, picks its epoch on `valid`
+  and scores `test`; a k-fold task runs once per fold, folds sorted by name, fold i the test fold, fold i + 1 (mod k)
+  the valid fold, the other folds the training set; mean and std (pandas, ddof 1) over folds, as heareval.
+- Model: the encoder up to `--layer`, the family's scene pooling (`hear_maeast.model.pool_scene`: MSM-MAE the mean of
+  columns, MAE-AST the mean of tokens) and a linear head; softmax and cross-entropy (multiclass) or sigmoid and
+  binary cross-entropy (multilabel), the activations and losses of heareval's probe.
+- Training, SSAST/AST fine-tuning (github.com/YuanGongND/ssast, src/dataloader.py, src/finetune/*/run_*.sh), which
+  MAE-AST used: random crops of the preset's input length; mixup with probability `--mixup` per example (AST's
+  convention, not a Beta alpha), the partner drawn from the batch, lambda ~ Beta(10, 10), mixed on the waveforms,
+  labels mixed alike; SpecAugment, one frequency and one time mask per example (torchaudio FrequencyMasking /
+  TimeMasking; SSAST's ESC-50 recipe masks up to 24 of 128 mel bins and 96 of its 512 frames, the whole clip: by
+  default 3/16 of the mel bins and of the crop's frames).
+- Optimiser, MAE / AudioMAE fine-tuning (github.com/facebookresearch/mae util/lr_decay.py, main_finetune.py;
+  github.com/facebookresearch/AudioMAE main_finetune_esc.py): AdamW (0.9, 0.999), weight decay 0.05 except on biases,
+  norms and tokens; layer-wise lr decay: with L blocks in use, block i (1-based) gets decay^(L + 1 - i) of the lr,
+  the patch embedding (and CLS, and a post-norm encoder's input norm) decay^(L + 1), the final norm the full lr;
+  the head `--head-lr-scale` times the lr (SSAST's `head_lr`, 10 in its ESC-50 recipe: a new head on a small
+  task needs larger steps than the pretrained blocks); linear warm-up then half-cycle cosine, per step
+  (`pretrain.train.lr_at`).
+- Evaluation: whole clips through the HEAR API's chunked path (`hear_maeast.get_scene_embeddings`), then the head.
+  Valid after every epoch; the best epoch (highest valid score, ties to the lower valid loss; the lowest valid loss
+  when the task sets `use_scoring_for_early_stopping: false`, as heareval) is kept and scored on test; training
+  stops after `--patience` epochs without a better one.
+
+Layout (each run its own folder, like `hear-maeast eval`):
+
+    RESULTS/<name>/run.json                     model (+ sha256), options, seed, package version, git commit, and per
+                                                task the status, score and best epoch of every fold
+    RESULTS/<name>/<task>/test.predicted-scores.json   heareval's keys: "test" or "fold00".. + "aggregated_scores"
+    RESULTS/<name>/<task>/<fold>.finetune.json         a finished fold (kept on resume)
+    RESULTS/<name>/<task>/<fold>.finetune-state.pt     the fold's training state after its last finished epoch
+    RESULTS/<name>/<task>/not-applicable.json          an event task: not fine-tuned (`table` shows n/a)
+    RESULTS/<name>/<task>/failed.json                  what went wrong, when it did
+
+Every file is written atomically, so a killed run resumes at its last finished epoch with the same result as an
+uninterrupted one: all randomness of an epoch is drawn from generators seeded by (seed, fold, epoch).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import hashlib
+import json
+import math
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from eval.results import FINETUNED_SUFFIX, NOT_APPLICABLE, SCORES
+from eval.taskdir import EVENT, LABEL_VOCABULARY, TaskError, check_task, find_tasks
+from hear_maeast.checkpoint import atomic_write
+from hear_maeast.errors import BadInput, WorkFailed
+from hear_maeast.model import MaskedAutoencoder, pool_scene, tokens_to_columns
+from hear_maeast.timing import HOP, SAMPLE_RATE, WIN
+
+PROTOCOL = "finetune"
+MIXUP_BETA = 10.0  # SSAST's dataloader: lambda ~ Beta(10, 10)
+SPECAUG_FRACTION = 3 / 16  # SSAST ESC-50: freqm 24 of 128 bins, timem 96 of 512 frames
+HEAD_INIT_STD = 2e-5  # MAE fine-tuning: trunc_normal_(head.weight, std=2e-5)
+ADAMW_BETAS = (0.9, 0.999)
+EVAL_BATCH_SAMPLES = 32 * 10 * SAMPLE_RATE  # clips read at once for evaluation: 20 MB of audio, whatever their length
+
+
+@dataclass
+class FinetuneConfig:
+    """Every option of a fine-tuning run (recorded in run.json); defaults for small HEAR tasks, see README."""
+
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 5e-4  # peak, for the head; block i of L gets lr * layer_decay^(L + 1 - i)
+    layer_decay: float = 0.75
+    head_lr_scale: float = 10.0  # the head's lr over the peak lr: SSAST's `head_lr` (10 in its ESC-50 recipe)
+    weight_decay: float = 0.05
+    warmup_epochs: float = 3.0
+    patience: int = 10  # epochs without a better valid score before stopping; 0: never stop early
+    mixup: float = 0.5  # probability per example (AST/SSAST), lambda ~ Beta(10, 10)
+    specaug: bool = True
+    freqm: int | None = None  # widest frequency mask in mel bins; None: 3/16 of the preset's bins
+    timem: int | None = None  # widest time mask in frames; None: 3/16 of the crop (at most the input frames)
+    layer: int = -1  # 1-based encoder block whose output is pooled; -1: the last (with the final norm)
+    device: str | None = None  # None: cuda when present, else cpu
+    precision: str | None = None  # fp32 | bf16; None: bf16 on cuda, fp32 elsewhere
+    seed: int = 0
+    save_models: bool = False  # also write each fold's best model (<fold>.model.safetensors + .head.safetensors)
+
+    def resolved(self) -> "FinetuneConfig":
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        precision = self.precision or ("bf16" if device.startswith("cuda") else "fp32")
+        return FinetuneConfig(**{**asdict(self), "device": device, "precision": precision})
+
+    def check(self) -> None:
+        problems = [f"--{k.replace('_', '-')} {v} must be {want}" for k, v, ok, want in [
+            ("epochs", self.epochs, self.epochs >= 1, ">= 1"),
+            ("batch_size", self.batch_size, self.batch_size >= 1, ">= 1"),
+            ("lr", self.lr, self.lr > 0, "> 0"),
+            ("layer_decay", self.layer_decay, 0 < self.layer_decay <= 1, "in (0, 1]"),
+            ("head_lr_scale", self.head_lr_scale, self.head_lr_scale > 0, "> 0"),
+            ("weight_decay", self.weight_decay, self.weight_decay >= 0, ">= 0"),
+            ("warmup_epochs", self.warmup_epochs, self.warmup_epochs >= 0, ">= 0"),
+            ("patience", self.patience, self.patience >= 0, ">= 0 (0: never stop early)"),
+            ("mixup", self.mixup, 0 <= self.mixup <= 1, "a probability in [0, 1]"),
+            ("freqm", self.freqm, self.freqm is None or self.freqm >= 0, ">= 0"),
+            ("timem", self.timem, self.timem is None or self.timem >= 0, ">= 0"),
+            ("precision", self.precision, self.precision in (None, "fp32", "bf16"), "fp32 or bf16"),
+        ] if not ok]
+        try:
+            torch.device(self.device or "cpu")
+        except RuntimeError:
+            problems.append(f"--device {self.device} is not a device torch knows (cpu, cuda, cuda:1, ...)")
+        if self.device and self.device.startswith("cuda") and not torch.cuda.is_available():
+            problems.append(f"--device {self.device}: CUDA is not available here (use --device cpu)")
+        if problems:
+            raise BadInput("; ".join(problems))
+
+
+def _log(msg: str) -> None:
+    print(f"[hear-maeast finetune] {msg}", flush=True)
+
+
+def _write_json(path: Path, obj) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2)))
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- splits
+def data_splits(metadata: dict) -> list[dict[str, list[str]]]:
+    """heareval's rotation: [{"train": [...], "valid": [...], "test": [...]}, ...], one entry per fold to test."""
+    if metadata["split_mode"] == "trainvaltest":
+        return [{"train": ["train"], "valid": ["valid"], "test": ["test"]}]
+    folds = sorted(metadata["splits"])
+    k = len(folds)
+    if k < 3:
+        raise BadInput(f"a k-fold task needs at least 3 folds (one test, one valid, one to train on), got {folds}")
+    return [{"train": [f for f in folds if f not in (folds[i], folds[(i + 1) % k])],
+             "valid": [folds[(i + 1) % k]], "test": [folds[i]]} for i in range(k)]
+
+
+def aggregate_folds(results: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Mean and std over folds of every number, as heareval aggregates (a pandas frame: skips NaN, ddof 1)."""
+    import pandas as pd
+
+    frame = pd.DataFrame.from_dict(results, orient="index")
+    out = {}
+    for key in frame:
+        out[f"{key}_mean"] = float(frame[key].mean())
+        out[f"{key}_std"] = float(frame[key].std())
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- data
+@dataclass
+class Split:
+    """The clips of one or more task splits: files, targets [N, C] (one-hot or multi-hot), lengths in samples."""
+
+    files: list[Path]
+    targets: torch.Tensor
+    samples: list[int]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+def label_vocabulary(task_dir: Path) -> dict[str, int]:
+    with open(Path(task_dir) / LABEL_VOCABULARY, newline="") as f:
+        return {row["label"]: int(row["idx"]) for row in csv.DictReader(f)}
+
+
+def load_split(task_dir: Path, names: list[str], label_to_idx: dict[str, int]) -> Split:
+    """Files, targets and lengths of the splits `names` of a scene task (audio at the model's 16 kHz)."""
+    files, targets, samples = [], [], []
+    for name in names:
+        labels = json.loads((Path(task_dir) / f"{name}.json").read_text())
+        for file, clip_labels in labels.items():
+            unknown = [label for label in clip_labels if str(label) not in label_to_idx]
+            if unknown:
+                raise BadInput(f"{task_dir.name}/{name}.json: {file} has labels {unknown} that are not in "
+                               f"{LABEL_VOCABULARY}")
+            path = Path(task_dir) / str(SAMPLE_RATE) / name / file
+            info = sf.info(str(path))
+            if info.samplerate != SAMPLE_RATE:
+                raise BadInput(f"{path} is at {info.samplerate} Hz, in the {SAMPLE_RATE} Hz folder of the task")
+            target = torch.zeros(len(label_to_idx))
+            target[[label_to_idx[str(label)] for label in clip_labels]] = 1.0
+            files.append(path)
+            targets.append(target)
+            samples.append(info.frames)
+    if not files:
+        raise BadInput(f"{task_dir.name}: the split(s) {names} hold no clips")
+    return Split(files, torch.stack(targets), samples)
+
+
+def read_clip(path: Path, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Samples [start, stop) of a wav file as float32 [n], channels averaged."""
+    audio, _ = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
+    return audio.mean(axis=1)
+
+
+def crop_batch(split: Split, idx: np.ndarray, crop: int, rng: np.random.Generator) -> torch.Tensor:
+    """Random crops of `crop` samples (or of the batch's shortest clip when shorter): [B, L]."""
+    length = min(crop, *(split.samples[i] for i in idx))
+    starts = [int(rng.integers(0, split.samples[i] - length + 1)) for i in idx]
+    return torch.from_numpy(np.stack([read_clip(split.files[i], s, s + length) for i, s in zip(idx, starts)]))
+
+
+def mixup(wav: torch.Tensor, targets: torch.Tensor, p: float, rng: np.random.Generator):
+    """SSAST's mixup: with probability p per example lam * x + (1 - lam) * partner, lam ~ Beta(10, 10); labels alike."""
+    b = wav.shape[0]
+    partner = torch.from_numpy(rng.permutation(b))
+    lam = torch.from_numpy(rng.beta(MIXUP_BETA, MIXUP_BETA, b).astype(np.float32))
+    lam = torch.where(torch.from_numpy(rng.random(b) < p), lam, torch.ones(b))  # [B]; 1: not mixed
+    return (lam[:, None] * wav + (1 - lam[:, None]) * wav[partner],
+            lam[:, None] * targets + (1 - lam[:, None]) * targets[partner])
+
+
+def spec_augment(spec: torch.Tensor, freqm: int, timem: int) -> torch.Tensor:
+    """One frequency and one time mask per example (independent masks), filled with 0 = the normalised mean."""
+    import torchaudio
+
+    x = spec[:, None]  # [B, 1, F, T]: iid_masks needs a channel axis
+    if freqm:
+        x = torchaudio.transforms.FrequencyMasking(min(freqm, spec.shape[-2]), iid_masks=True)(x)
+    if timem:
+        x = torchaudio.transforms.TimeMasking(min(timem, spec.shape[-1]), iid_masks=True)(x)
+    return x[:, 0]
+
+
+# ---------------------------------------------------------------------------------------------- model
+class SceneClassifier(nn.Module):
+    """The encoder up to `backbone.layer`, the family's scene pooling, a linear head."""
+
+    def __init__(self, backbone: MaskedAutoencoder, nlabels: int):
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(backbone.cfg.scene_embedding_size, nlabels)
+        nn.init.trunc_normal_(self.head.weight, std=HEAD_INIT_STD)
+        nn.init.zeros_(self.head.bias)
+
+    def forward_spec(self, spec: torch.Tensor) -> torch.Tensor:
+        """Training path on one chunk: spec [B, F, T <= input_frames] -> logits [B, C].
+
+        Padded and pooled as the HEAR API pools a clip of T frames (the columns made only of padding left out).
+        """
+        cfg = self.backbone.cfg
+        pw = cfg.patch_size[1]
+        n_cols = math.ceil(spec.shape[-1] / pw)
+        span = cfg.input_frames if cfg.fixed_length else n_cols * pw
+        x = F.pad(spec, (0, span - spec.shape[-1]))  # zeros = the normalised mean, as the API pads
+        cols = tokens_to_columns(self.backbone.encode(x, self.backbone.layer), cfg)[:, :n_cols]  # [B, C, Fg*D]
+        return self.head(pool_scene(cols, cfg))
+
+    def forward_clips(self, audio: torch.Tensor) -> torch.Tensor:
+        """Evaluation path: whole clips [B, N] through the HEAR API's chunked scene embedding -> logits [B, C]."""
+        from hear_maeast.api import get_scene_embeddings
+
+        return self.head(get_scene_embeddings(audio, self.backbone))
+
+
+def layer_id(name: str, depth: int, used: int, prenorm: bool) -> int | None:
+    """MAE's layer ids for layer-wise lr decay (util/lr_decay.py): 0 the embedding, i for block i, used + 1 the top.
+
+    None for what the classifier does not use (the decoder, the mask token, blocks above `layer`)."""
+    if name.startswith("head."):
+        return used + 1
+    if name.startswith(("backbone.patch_embed.", "backbone.cls_token")):
+        return 0
+    if name.startswith("backbone.encoder.blocks."):
+        block = int(name.split(".")[3])
+        return block + 1 if block < used else None
+    if name.startswith("backbone.encoder.norm."):
+        if not prenorm:
+            return 0  # a post-norm (wav2vec2) encoder normalises its input
+        return used + 1 if used == depth else None
+    return None
+
+
+def param_groups(model: SceneClassifier, weight_decay: float, layer_decay: float, head_lr_scale: float = 1.0
+                 ) -> list[dict]:
+    """AdamW groups with `lr_scale` = layer_decay^(top - id) (the head: head_lr_scale); no weight decay on biases,
+    norms and tokens.
+
+    Parameters the classifier does not use are frozen (requires_grad False) and left out."""
+    backbone = model.backbone
+    depth = backbone.cfg.depth
+    used = depth if backbone.layer == -1 else backbone.layer
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, p in model.named_parameters():
+        lid = layer_id(name, depth, used, backbone.cfg.block == "prenorm")
+        p.requires_grad_(lid is not None)
+        if lid is None:
+            continue
+        no_decay = p.ndim == 1 or name.endswith("_token")
+        head = name.startswith("head.")
+        group = groups.setdefault((lid, no_decay, head), {
+            "params": [], "names": [], "weight_decay": 0.0 if no_decay else weight_decay,
+            "lr_scale": head_lr_scale if head else layer_decay ** (used + 1 - lid)})
+        group["params"].append(p)
+        group["names"].append(name)
+    return list(groups.values())
+
+
+# ---------------------------------------------------------------------------------------------- training
+@dataclass
+class Fold:
+    """What one fold trains on: the task, its splits and heareval's scores, and where its files go."""
+
+    task_dir: Path
+    out: Path
+    index: int  # 0-based position in the rotation: seeds the fold's randomness
+    name: str  # heareval's key: the test split(s) joined by "|"
+    splits: dict[str, list[str]]
+    prediction_type: str
+    scores: list  # heareval.score functions; the first is the primary score
+    by_score: bool  # select on the primary valid score (else on the valid loss), as heareval
+
+
+def _seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+def _loss(logits: torch.Tensor, targets: torch.Tensor, prediction_type: str) -> torch.Tensor:
+    """heareval's logit losses; multiclass takes soft targets (mixup), which equal its argmax loss on one-hot ones."""
+    if prediction_type == "multilabel":
+        return F.binary_cross_entropy_with_logits(logits, targets)
+    return F.cross_entropy(logits, targets)
+
+
+def _autocast(tc: FinetuneConfig):
+    device_type = torch.device(tc.device).type
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
+
+
+def train_epoch(model: SceneClassifier, opt, fold: Fold, train: Split, tc: FinetuneConfig, epoch: int,
+                schedule, bar) -> float:
+    """One pass over the training clips in a random order; returns the mean training loss."""
+    from pretrain.train import lr_at
+
+    cfg = model.backbone.cfg
+    rng = np.random.default_rng(_seed(tc.seed, fold.index, epoch))
+    torch.manual_seed(_seed(tc.seed, fold.index, epoch, 1))  # SpecAugment draws from torch's generator
+    crop = (cfg.input_frames - 1) * HOP + WIN  # enough samples for input_frames frames with either front end
+    freqm = round(cfg.n_mels * SPECAUG_FRACTION) if tc.freqm is None else tc.freqm
+    steps_per_epoch, total, warmup = schedule
+    model.train()
+    order, losses = rng.permutation(len(train)), []
+    for b in range(steps_per_epoch):
+        idx = order[b * tc.batch_size : (b + 1) * tc.batch_size]
+        wav, y = mixup(crop_batch(train, idx, crop, rng), train.targets[idx], tc.mixup, rng)
+        spec = model.backbone.frontend(wav.to(tc.device))[..., : cfg.input_frames]  # [B, F, T]
+        if tc.specaug:  # SSAST's widths are fractions of its input, which is the whole clip: here, the crop
+            timem = round(spec.shape[-1] * SPECAUG_FRACTION) if tc.timem is None else tc.timem
+            spec = spec_augment(spec, freqm, timem)
+        with _autocast(tc):
+            logits = model.forward_spec(spec)
+        loss = _loss(logits.float(), y.to(tc.device), fold.prediction_type)
+        if not torch.isfinite(loss):
+            raise WorkFailed(f"{fold.task_dir.name} {fold.name}: the training loss is {loss.item()} at epoch "
+                             f"{epoch + 1}; lower --lr or use --precision fp32")
+        lr = lr_at(epoch * steps_per_epoch + b, total, warmup, tc.lr, "cosine")
+        for group in opt.param_groups:
+            group["lr"] = lr * group["lr_scale"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        bar.update()
+        bar.set_postfix_str(f"loss {loss.item():.3f}", refresh=False)
+    return float(np.mean(losses))
+
+
+@torch.no_grad()
+def predict(model: SceneClassifier, split: Split, tc: FinetuneConfig) -> torch.Tensor:
+    """Logits [N, C] of every clip, whole, batched by equal length (at most EVAL_BATCH_SAMPLES samples at once)."""
+    model.eval()
+    logits = torch.zeros(len(split), split.targets.shape[1])
+    by_length: dict[int, list[int]] = {}
+    for i, n in enumerate(split.samples):
+        by_length.setdefault(n, []).append(i)
+    for n, idx in by_length.items():
+        per_batch = max(1, min(tc.batch_size, EVAL_BATCH_SAMPLES // n))  # long clips go a few at a time
+        for b in range(0, len(idx), per_batch):
+            batch = idx[b : b + per_batch]
+            audio = torch.from_numpy(np.stack([read_clip(split.files[i]) for i in batch]))
+            with _autocast(tc):
+                logits[batch] = model.forward_clips(audio.to(tc.device)).float().cpu()
+    return logits
+
+
+def score(logits: torch.Tensor, targets: torch.Tensor, fold: Fold, prefix: str) -> dict[str, float]:
+    """heareval's numbers for one split: <prefix>_loss, <prefix>_score (the primary score) and <prefix>_<score>."""
+    activation = torch.sigmoid if fold.prediction_type == "multilabel" else lambda x: torch.softmax(x, dim=1)
+    predictions, targets_np = activation(logits).numpy(), targets.numpy()
+    out = {f"{prefix}_loss": float(_loss(logits, targets, fold.prediction_type))}
+    values = {}
+    for fn in fold.scores:
+        value = fn(predictions, targets_np)
+        values[str(fn)] = float(value[0][1] if isinstance(value, tuple) else value)  # tuples: the first sub-score
+    out[f"{prefix}_score"] = values[str(fold.scores[0])]
+    out.update({f"{prefix}_{k}": v for k, v in values.items()})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- one fold
+def _file_stem(fold: Fold) -> str:
+    return fold.name.replace("|", "+")
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def new_fold_model(template: MaskedAutoencoder, nlabels: int, fold: Fold, tc: FinetuneConfig):
+    """A fresh copy of the pretrained encoder with a new head (seeded by the fold), and its AdamW."""
+    torch.manual_seed(_seed(tc.seed, fold.index, 0, 2))
+    model = SceneClassifier(copy.deepcopy(template), nlabels).to(tc.device)
+    groups = param_groups(model, tc.weight_decay, tc.layer_decay, tc.head_lr_scale)
+    opt = torch.optim.AdamW(groups, lr=tc.lr, betas=ADAMW_BETAS)
+    return model, opt
+
+
+def _better(new: dict, best: dict | None, by_score: bool) -> bool:
+    if best is None:
+        return True
+    if by_score:
+        return new["score"] > best["score"] or (new["score"] == best["score"] and new["loss"] < best["loss"])
+    return new["loss"] < best["loss"]
+
+
+def fit(model: SceneClassifier, opt, fold: Fold, train: Split, valid: Split, tc: FinetuneConfig, state: dict,
+        state_file: Path) -> dict:
+    """Train from state["epoch"] to the end or an early stop; after every epoch the state is saved atomically."""
+    steps = math.ceil(len(train) / tc.batch_size)
+    schedule = (steps, steps * tc.epochs, round(tc.warmup_epochs * steps))
+    bar = tqdm(total=steps * tc.epochs, initial=steps * state["epoch"], unit="step", leave=False,
+               desc=f"{fold.task_dir.name} {fold.name}")
+    for epoch in range(state["epoch"], tc.epochs):
+        if tc.patience and state["bad_epochs"] >= tc.patience:
+            break
+        start = time.time()
+        train_loss = train_epoch(model, opt, fold, train, tc, epoch, schedule, bar)
+        v = score(predict(model, valid, tc), valid.targets, fold, "valid")
+        now = {"score": v["valid_score"], "loss": v["valid_loss"], "epoch": epoch + 1}
+        if _better(now, state["best"], fold.by_score):
+            state["best"] = {**now, "state": trainable_state(model)}
+            state["bad_epochs"] = 0
+        else:
+            state["bad_epochs"] += 1
+        state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, **v})
+        state["epoch"], state["seconds"] = epoch + 1, state["seconds"] + time.time() - start
+        state["model"], state["optimizer"] = trainable_state(model), opt.state_dict()
+        atomic_write(state_file, lambda tmp: torch.save(state, tmp))
+        bar.set_postfix_str(f"valid {v['valid_score']:.3f}, best {state['best']['score']:.3f} "
+                            f"(epoch {state['best']['epoch']})")
+    bar.close()
+    return state
+
+
+def run_fold(fold: Fold, template: MaskedAutoencoder, label_to_idx: dict, tc: FinetuneConfig) -> dict:
+    """Train, select and test one fold; a finished fold is kept, an interrupted one resumes at its last epoch."""
+    result_file = fold.out / f"{_file_stem(fold)}.finetune.json"
+    state_file = fold.out / f"{_file_stem(fold)}.finetune-state.pt"
+    if result_file.is_file():
+        _log(f"  {fold.name}: kept (finished earlier)")
+        return json.loads(result_file.read_text())
+    train, valid, test = (load_split(fold.task_dir, fold.splits[k], label_to_idx) for k in ("train", "valid", "test"))
+    model, opt = new_fold_model(template, len(label_to_idx), fold, tc)
+    state = {"epoch": 0, "best": None, "bad_epochs": 0, "history": [], "seconds": 0.0}
+    if state_file.is_file():
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"], strict=False)
+        opt.load_state_dict(state["optimizer"])
+        _log(f"  {fold.name}: resuming after epoch {state['epoch']} of {tc.epochs}")
+    _log(f"  {fold.name}: train {fold.splits['train']} ({len(train)} clips), valid {fold.splits['valid']} "
+         f"({len(valid)}), test {fold.splits['test']} ({len(test)})")
+    state = fit(model, opt, fold, train, valid, tc, state, state_file)
+    model.load_state_dict(state["best"]["state"], strict=False)  # the best epoch's weights
+    scores = score(predict(model, test, tc), test.targets, fold, "test")
+    best = state["best"]
+    scores.update(validation_score=best["score"] if fold.by_score else best["loss"], epoch=best["epoch"],
+                  time_in_min=state["seconds"] / 60)
+    result = {"scores": scores, "best_epoch": best["epoch"], "epochs_run": state["epoch"], "history": state["history"]}
+    if tc.save_models:
+        save_fold_model(model, fold, result)
+    _write_json(result_file, result)
+    state_file.unlink(missing_ok=True)
+    _log(f"  {fold.name}: test {scores['test_score']:.3f} (best valid epoch {best['epoch']} of {state['epoch']} run)")
+    return result
+
+
+def save_fold_model(model: SceneClassifier, fold: Fold, result: dict) -> None:
+    """The fine-tuned encoder in the package's checkpoint format (a HEAR module file) and the head beside it."""
+    from safetensors.torch import save_file
+
+    from hear_maeast.checkpoint import save_checkpoint
+
+    stem = fold.out / _file_stem(fold)
+    save_checkpoint(model.backbone, f"{stem}.model.safetensors",
+                    provenance={"finetuned_on": fold.task_dir.name, "fold": fold.name,
+                                "best_epoch": result["best_epoch"]})
+    head = {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
+    atomic_write(Path(f"{stem}.head.safetensors"), lambda tmp: save_file(head, tmp))
+
+
+# ---------------------------------------------------------------------------------------------- tasks and runs
+def _primary(results: dict) -> str:
+    if "aggregated_scores" in results:
+        agg = results["aggregated_scores"]
+        return f"{agg['test_score_mean']:.3f}±{agg['test_score_std']:.3f}"
+    (only,) = [v for v in results.values() if isinstance(v, dict) and "test_score" in v]
+    return f"{only['test_score']:.3f}"
+
+
+def heareval_scores(metadata: dict, label_to_idx: dict) -> list:
+    """heareval's own score functions for the task's `evaluation` list (the first is the primary score)."""
+    import warnings
+
+    with warnings.catch_warnings():  # its dependencies warn about pkg_resources on import; not ours to fix
+        warnings.simplefilter("ignore")
+        from heareval.score import available_scores
+
+    unknown = [s for s in metadata["evaluation"] if s not in available_scores]
+    if unknown:
+        raise BadInput(f"task_metadata.json names scores {unknown} that heareval does not know "
+                       f"(it knows {sorted(available_scores)})")
+    return [available_scores[s](label_to_idx=label_to_idx) for s in metadata["evaluation"]]
+
+
+def finetune_task(task_dir: Path, task_out: Path, template: MaskedAutoencoder, tc: FinetuneConfig) -> dict:
+    """Every fold of one scene task, then its test.predicted-scores.json; returns its run.json entry."""
+    metadata = check_task(task_dir, SAMPLE_RATE)
+    label_to_idx = label_vocabulary(task_dir)
+    scores = heareval_scores(metadata, label_to_idx)
+    by_score = metadata.get("use_scoring_for_early_stopping", True)
+    results, best_epochs = {}, {}
+    for i, splits in enumerate(data_splits(metadata)):
+        fold = Fold(task_dir, task_out, i, "|".join(splits["test"]), splits, metadata["prediction_type"], scores,
+                    by_score)
+        detail = run_fold(fold, template, label_to_idx, tc)
+        results[fold.name], best_epochs[fold.name] = detail["scores"], detail["best_epoch"]
+    if len(results) > 1:
+        results["aggregated_scores"] = aggregate_folds(results)
+    results.update(hparams={**asdict(tc), "protocol": PROTOCOL}, postprocessing=[],
+                   score_mode="max" if by_score else "min", embedding_path=str(task_out))
+    _write_json(task_out / SCORES, results)
+    return {"status": "done", "score": _primary(results), "best_epoch": best_epochs}
+
+
+def select_tasks(tasks_dir: Path, only: tuple[str, ...]) -> tuple[list[Path], list[Path]]:
+    """(scene tasks, event tasks) under `tasks_dir`, checked before any work; BadInput when none is a scene task."""
+    try:
+        tasks = find_tasks(Path(tasks_dir))
+        if only:
+            missing = set(only) - {t.name for t in tasks}
+            if missing:
+                raise TaskError(f"no task folder named {sorted(missing)} in {tasks_dir}; "
+                                f"it has {[t.name for t in tasks]}")
+            tasks = [t for t in tasks if t.name in only]
+        kinds = {t: check_task(t, SAMPLE_RATE)["embedding_type"] for t in tasks}
+    except TaskError as e:
+        raise BadInput(str(e)) from e
+    scene = [t for t in tasks if kinds[t] != EVENT]
+    event = [t for t in tasks if kinds[t] == EVENT]
+    if not scene:
+        raise BadInput(f"{', '.join(t.name for t in event)}: event task(s); only scene tasks are fine-tuned "
+                       f"(score event tasks with heareval's probe: hear-maeast eval)")
+    return scene, event
+
+
+def load_backbone(model_path: str, layer: int) -> MaskedAutoencoder:
+    """The pretrained model (default weights when no path), reading block `layer`; BadInput when it cannot load."""
+    import hear_maeast
+
+    if model_path and not Path(model_path).is_file():
+        raise BadInput(f"--model {model_path} does not exist")
+    try:
+        return hear_maeast.load_model(model_path, layer=layer)
+    except BadInput:
+        raise
+    except ValueError as e:  # checkpoint errors and a bad --layer
+        raise BadInput(str(e)) from e
+
+
+def start_run(out: Path, name: str, config: dict) -> Path:
+    """Create or resume RESULTS/<name>/; refuse a folder holding probe results or another model's or options'."""
+    run_dir = Path(out) / name
+    run_json = run_dir / "run.json"
+    if run_json.is_file():
+        previous = json.loads(run_json.read_text())
+        if previous.get("protocol") != PROTOCOL:
+            raise BadInput(f"{run_dir} holds linear-probe results of `hear-maeast eval`; give the fine-tuned run its "
+                           f"own folder with --name or another --out")
+        for key in ("model_sha256", "options"):
+            if previous.get(key) != config[key]:
+                raise BadInput(f"{run_dir} holds a fine-tuning run with another {key} ({previous.get(key)} vs now "
+                               f"{config[key]}); resume with the same options, or use another --name or --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(run_json, config)
+    return run_dir
+
+
+def finetuned_name(model_path: str, name: str | None) -> str:
+    """`<model>-finetuned` (the name `eval` gives the model, plus the suffix), so fine-tuned rows never collide with
+    probe rows; a --name without the suffix gets it."""
+    from eval.runner import DEFAULT_MODULE, model_name
+
+    name = name or model_name(DEFAULT_MODULE, model_path)
+    return name if name.endswith(FINETUNED_SUFFIX) else name + FINETUNED_SUFFIX
+
+
+def run_config(name: str, model_path: str, tasks_dir: Path, template: MaskedAutoencoder, tc: FinetuneConfig) -> dict:
+    from eval.runner import package_version
+    from hear_maeast.api import DEFAULT_WEIGHTS
+    from hear_maeast.provenance import git_commit
+
+    path = Path(model_path) if model_path else DEFAULT_WEIGHTS
+    return {"name": name, "protocol": PROTOCOL, "module": "hear_maeast",
+            "model_file_path": str(Path(model_path).resolve()) if model_path else "", "model_sha256": sha256(path),
+            "preset": template.cfg.name, "options": {k: v for k, v in asdict(tc).items() if k != "save_models"},
+            "seed": tc.seed, "epochs": tc.epochs, "hear_maeast_version": package_version("hear_maeast"),
+            "git_commit": git_commit(), "tasks_dir": str(Path(tasks_dir).resolve())}
+
+
+def _run_task(task: Path, task_out: Path, template: MaskedAutoencoder, tc: FinetuneConfig) -> dict:
+    """One task, its failure recorded in failed.json (the other tasks go on), as `hear-maeast eval` does."""
+    failed_file = task_out / "failed.json"
+    failed_file.unlink(missing_ok=True)  # a previous failure: try again
+    start = time.time()
+    try:
+        entry = finetune_task(task, task_out, template, tc)
+        _log(f"  test score {entry['score']} ({time.time() - start:.0f} s)")
+        return {**entry, "seconds": round(time.time() - start, 1)}
+    except Exception as e:  # noqa: BLE001 - record, go on with the other tasks
+        message = f"{type(e).__name__}: {e}"
+        _log(f"  FAILED: {message}")
+        _write_json(failed_file, {"error": message, "traceback": traceback.format_exc()})
+        return {"status": "failed", "error": message}
+
+
+def run_finetune(tasks_dir: Path, out: Path, model_path: str = "", name: str | None = None,
+                 only: tuple[str, ...] = (), tc: FinetuneConfig | None = None) -> dict:
+    """Fine-tune on every scene task under `tasks_dir`; returns run.json's `tasks` ({task: entry}).
+
+    Event tasks get a not-applicable.json (`table`: n/a). Raises WorkFailed, after all tasks ran, when any failed.
+    """
+    tc = (tc or FinetuneConfig()).resolved()
+    tc.check()
+    scene, event = select_tasks(tasks_dir, only)
+    template = load_backbone(model_path, tc.layer)
+    name = finetuned_name(model_path, name)
+    config = run_config(name, model_path, tasks_dir, template, tc)
+    run_dir = start_run(Path(out), name, config)
+    _log(f"{template.cfg.name} ({model_path or 'default weights'}), {tc.epochs} epochs, {tc.precision} on "
+         f"{tc.device}; results in {run_dir}")
+    status, start = {}, time.time()
+    for task in event:
+        reason = "an event task: only scene tasks are fine-tuned (heareval's probe scores it: hear-maeast eval)"
+        _log(f"{task.name}: skipped, {reason}")
+        _write_json(run_dir / task.name / NOT_APPLICABLE, {"reason": reason})
+        status[task.name] = {"status": "n/a", "reason": reason}
+    for i, task in enumerate(scene, 1):
+        _log(f"[{i}/{len(scene)}] {task.name}")
+        status[task.name] = _run_task(task, run_dir / task.name, template, tc)
+    _write_json(run_dir / "run.json", {**config, "tasks": status})
+    failed = [t for t, s in status.items() if s["status"] == "failed"]
+    _log(f"{len(scene) - len(failed)} of {len(scene)} scene tasks done in {time.time() - start:.0f} s"
+         + (f"; failed: {', '.join(failed)}" if failed else ""))
+    if failed:
+        raise WorkFailed(f"fine-tuning failed on {', '.join(failed)} (see failed.json in {run_dir}/<task>/)")
+    return status
