@@ -73,6 +73,12 @@ def _check(audio, model) -> torch.Tensor:
     """Validate HEAR input. float64 tensors and float numpy arrays are converted to float32; ints are refused."""
     if not isinstance(model, MaskedAutoencoder):
         raise TypeError(f"model must come from hear_maeast.load_model(), got {type(model).__module__}.{type(model).__name__}")
+    return check_audio(audio, model.device)
+
+
+def check_audio(audio, device) -> torch.Tensor:
+    """HEAR input [n_sounds, n_samples] as float32 on `device`; one clear error for anything else (any HEAR module
+    of the package, e.g. hear_maeast.logmel, validates its input here)."""
     if isinstance(audio, np.ndarray):
         if not np.issubdtype(audio.dtype, np.floating):
             raise TypeError(f"audio has dtype {audio.dtype}; expected floats in [-1, 1] (divide int16 PCM by 32768)")
@@ -91,7 +97,7 @@ def _check(audio, model) -> torch.Tensor:
     if not finite.all():
         bad = torch.nonzero(~finite).flatten().tolist()
         raise ValueError(f"audio contains NaN or Inf samples in sound(s) {bad[:10]}; clean or drop them first")
-    return audio.to(device=model.device, dtype=torch.float32)
+    return audio.to(device=device, dtype=torch.float32)
 
 
 @torch.no_grad()
