@@ -73,7 +73,7 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: LogMelFloor):
     """audio [n, samples] at 16 kHz -> (embeddings [n, K, 80], timestamps [n, K] ms), one every 40 ms."""
     mel = _logmel(audio, model)  # [n, 80, T]
     times = window_times(audio.shape[1]).to(mel.device)  # [K]
-    pooled = nn.functional.avg_pool1d(mel, WINDOW, ceil_mode=True)  # [n, 80, ceil(T / 4)]; partial windows: mean of what is there
+    pooled = nn.functional.avg_pool1d(mel, WINDOW, ceil_mode=True)  # [n, 80, ceil(T / 4)]; a partial window: its mean
     emb = pooled[..., : len(times)].transpose(1, 2)  # [n, K, 80]
     return emb.contiguous(), times.expand(mel.shape[0], -1).contiguous()
 
