@@ -17,6 +17,14 @@ def model():
     return logmel.load_model()
 
 
+@pytest.fixture(scope="module")
+def real_clip(speech_wavs) -> torch.Tensor:
+    """A real spoken word: [16000] float32."""
+    from hear_maeast.audio import load_audio
+
+    return load_audio(speech_wavs[0])
+
+
 def reference_logmel(audio: torch.Tensor) -> torch.Tensor:
     """MSM-MAE's front end as its official runtime computes it: nnAudio's MelSpectrogram, whose filterbank is
     librosa's default (Slaney scale and area normalisation): n_fft 400, hop 160, centred with reflect padding, 80 mels
@@ -34,8 +42,9 @@ def test_hear_validator_passes_the_floor():
     assert "Looks good!" in res.stdout, res.stdout[-2000:] + res.stderr[-2000:]
 
 
+@pytest.mark.slow  # librosa's first import compiles with numba: over 10 s here
 def test_scene_embedding_is_the_per_bin_mean_then_std_of_the_log_mel(model, real_clip):
-    audio = real_clip[None]  # [1, n], a real spoken digit
+    audio = real_clip[None]  # [1, n], a real spoken word
     emb = logmel.get_scene_embeddings(audio, model)
     assert emb.shape == (1, 160) and model.scene_embedding_size == 160 and emb.dtype == torch.float32
     mel = reference_logmel(audio)  # [1, 80, T]
@@ -43,6 +52,7 @@ def test_scene_embedding_is_the_per_bin_mean_then_std_of_the_log_mel(model, real
     torch.testing.assert_close(emb[0, 80:], mel[0].std(-1, unbiased=False), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow  # librosa, as above
 def test_timestamps_every_40_ms_centred_on_the_frames_they_average(model, real_clip):
     audio = real_clip.repeat(17120 // len(real_clip) + 1)[None, :17120]  # 1.07 s (a validator length) of real speech
     emb, ts = logmel.get_timestamp_embeddings(audio, model)
