@@ -175,10 +175,13 @@ def build(out_root: Path, cache: Path) -> Path:
     task_dir = Path(out_root) / TASK
     if (task_dir / "task_metadata.json").is_file():
         return task_dir
-    kits = fetch_unpacked(DEB, cache) / KITS
+    root = fetch_unpacked(DEB, cache)
+    kits = root / KITS
     if not kits.is_dir():
         raise TaskError(f"{kits} not found: {DEB.package} {DEB.version} no longer has its drum kits there")
     clips = collect(kits)
     if len(clips) < 500:
         raise TaskError(f"only {len(clips)} usable drum hits in {kits} (expected about 600): the package changed")
-    return write_task(clips, out_root, f"Debian {DEB.package} {DEB.version} ({DEB.filename})")
+    task_dir = write_task(clips, out_root, f"Debian {DEB.package} {DEB.version} ({DEB.filename})")
+    shutil.rmtree(root)  # 220 MB unpacked; the .deb stays in CACHE for the next build
+    return task_dir

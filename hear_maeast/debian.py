@@ -111,8 +111,9 @@ def fetch(deb: Deb, cache: Path) -> Path:
     )
 
 
-def unpack(deb_file: Path, dest: Path) -> Path:
-    """`dpkg-deb -x` into `dest` (skipped when `dest` is already complete); returns `dest`."""
+def unpack(deb_file: Path, dest: Path, label: str = "") -> Path:
+    """`dpkg-deb -x` into `dest` (skipped when `dest` is already complete), `label` (default: the file's path)
+    written to dest/.unpacked when done; returns `dest`."""
     dest = Path(dest)
     done = dest / ".unpacked"
     if done.is_file():
@@ -125,15 +126,21 @@ def unpack(deb_file: Path, dest: Path) -> Path:
     run = subprocess.run(["dpkg-deb", "-x", str(deb_file), str(partial)], capture_output=True, text=True)
     if run.returncode:
         raise PackageUnavailable(f"dpkg-deb -x {deb_file} failed: {run.stderr.strip()[:300]}")
-    (partial / done.name).write_text(str(deb_file))
+    (partial / done.name).write_text(label or str(deb_file))
     shutil.rmtree(dest, ignore_errors=True)
     partial.rename(dest)
     return dest
 
 
 def fetch_unpacked(deb: Deb, cache: Path) -> Path:
-    """Fetch and unpack `deb` under `cache` (CACHE/<file>.deb, CACHE/<package>_<version>/); returns the root."""
-    return unpack(fetch(deb, cache), Path(cache) / f"{deb.package}_{deb.version}")
+    """Fetch and unpack `deb` under `cache` (CACHE/<file>.deb, CACHE/<package>_<version>/); returns the root.
+    A tree unpacked earlier from the same verified file is used as it is (hashing 4 GB of .deb takes minutes)."""
+    root = Path(cache) / f"{deb.package}_{deb.version}"
+    marker = root / ".unpacked"
+    if marker.is_file() and marker.read_text().strip() == deb.sha256:
+        return root
+    shutil.rmtree(root, ignore_errors=True)
+    return unpack(fetch(deb, cache), root, deb.sha256)
 
 
 # ----------------------------------------------------------------------------------------------- licences
