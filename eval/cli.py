@@ -72,6 +72,18 @@ def parse_model_options(text: str) -> dict:
     return options
 
 
+@tasks.command(cls=Command)
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the .deb and its unpacked files [default: ~/.cache/hear_maeast/debian].")
+def drums(out: Path, cache: Path | None):
+    """Real drum hits from Debian's hydrogen-drumkits -> OUT/hydrogen_drums-v1.0-full/ (6 classes, 5 folds by kit)."""
+    from eval.drums import build
+
+    cache = cache or Path.home() / ".cache" / "hear_maeast" / "debian"
+    click.echo(str(build(out, cache)))
+
+
 @click.command("eval", cls=Command)
 @click.option("--tasks-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A tasks root (one folder per task) or a single task folder.")

@@ -4,10 +4,13 @@
 
 1. WORK/tasks: the built-in generated suite; with the shared data folder also the real spoken digit task
    (the official 44.1 kHz small archive resampled to 16 kHz) and Speech Commands built from the raw
-   v0.02 subset (`speech_commands-v0.0.2-small`: a subset, so not named like the full task).
+   v0.02 subset (`speech_commands-v0.0.2-small`: a subset, so not named like the full task); and the real drum
+   task `hydrogen_drums-v1.0-full` from the Debian package hydrogen-drumkits, fetched into WORK/debian (skipped,
+   with the reason, when it cannot be fetched).
 2. `hear-validator hear_maeast` on the default weights.
 3. `hear-maeast eval --tasks-dir WORK/tasks --grid fast --out WORK/results`, for the model and, when it is the
    default weights, for the same preset randomly initialised (the honest baseline: what pretraining bought).
+   Then `hear_maeast.logmel`, the log-mel floor every learned representation must beat (results/logmel-floor).
 4. `hear-maeast finetune --tasks-dir WORK/tasks --out WORK/results --epochs N` for a hear_maeast model: the encoder
    fine-tuned on each scene task (the MAE-AST paper's protocol; README "Fine-tuning"), a `<model>-finetuned` row
    next to the probe rows (event tasks: n/a). Few epochs (`--finetune-epochs`, 0 skips it) keep `make eval` short.
@@ -35,6 +38,7 @@ SPOKEN_DIGIT = "hear-2021.0.6-spoken_digit-1.0.9-small-44100.tar.gz"
 SPEECH_COMMANDS = "speech_commands_v0.02-small.zip"
 QUIET_DBFS = -60.0  # a task whose every clip peaks below this is nearly silent: its scores say little
 FINETUNE_EPOCHS = 10  # README "Fine-tuning": what these epochs add to `make eval`, and what 30 epochs give
+FLOOR_NAME = "logmel-floor"  # results folder of hear_maeast.logmel, the floor every learned model must beat
 
 
 def _step(msg: str) -> None:
@@ -94,6 +98,18 @@ def quiet_tasks(tasks_dir: Path, sample_rate: int = SAMPLE_RATE) -> list[str]:
     return notes
 
 
+def drum_task(tasks_dir: Path, cache: Path) -> str:
+    """Build the real drum task (its Debian package fetched into CACHE); a one-line reason when it cannot be."""
+    from eval.drums import build
+    from eval.taskdir import TaskError
+    from hear_maeast.debian import PackageUnavailable
+
+    try:
+        return str(build(tasks_dir, cache))
+    except (PackageUnavailable, TaskError) as e:
+        return f"real drum task skipped: {e}"
+
+
 def _run(cmd: list[str]) -> int:
     print("$ " + " ".join(cmd), flush=True)
     return subprocess.run(cmd).returncode
@@ -127,6 +143,7 @@ def main(work: Path, shared: Path, module: str, model_path: str, grid: str, fine
         print(build(shared / SPEECH_COMMANDS, tasks_dir, mode="small"))
     else:
         print(f"{shared / SPEECH_COMMANDS} not found: real speech commands task skipped")
+    print(drum_task(tasks_dir, work / "debian"))
 
     _step(f"hear-validator {module}")
     validator = [_bin("hear-validator"), module] + (["-m", model_path] if model_path else [])
@@ -146,6 +163,10 @@ def main(work: Path, shared: Path, module: str, model_path: str, grid: str, fine
         finetune_rc = _run([sys.executable, "-m", "hear_maeast.cli", "finetune", "--tasks-dir", str(tasks_dir),
                             "--out", str(results), "--epochs", str(finetune_epochs)]
                            + (["--model", model_path] if model_path else []))
+
+    _step("the log-mel floor (hear_maeast.logmel)")
+    eval_rc |= _run([sys.executable, "-m", "hear_maeast.cli", "eval", "--tasks-dir", str(tasks_dir), "--module",
+                     "hear_maeast.logmel", "--grid", grid, "--out", str(results), "--name", FLOOR_NAME, "--replace-stale"])
 
     _step("leaderboard")
     table_rc = _run([sys.executable, "-m", "hear_maeast.cli", "table", str(results), "-o", str(work / "leaderboard.md"),

@@ -83,6 +83,12 @@ def _check(audio, model) -> torch.Tensor:
     integers, NaN/Inf and peaks above MAX_PEAK (int16 scale) are refused with a message saying what to do."""
     if not isinstance(model, MaskedAutoencoder):
         raise TypeError(f"model must come from hear_maeast.load_model(), got {type(model).__module__}.{type(model).__name__}")
+    return check_audio(audio, model.device)
+
+
+def check_audio(audio, device) -> torch.Tensor:
+    """HEAR input [n_sounds, n_samples] as float32 on `device`; one clear error for anything else (any HEAR module
+    of the package, e.g. hear_maeast.logmel, validates its input here)."""
     if isinstance(audio, np.ndarray):
         if not np.issubdtype(audio.dtype, np.floating):
             raise TypeError(f"audio has dtype {audio.dtype}; expected floats in [-1, 1] (divide int16 PCM by 32768)")
@@ -98,7 +104,7 @@ def _check(audio, model) -> torch.Tensor:
     if audio.shape[1] == 0:
         raise BadInput("audio has 0 samples; expected at least one sample per sound")
     _check_values(audio)
-    return audio.to(device=model.device, dtype=torch.float32)
+    return audio.to(device=device, dtype=torch.float32)
 
 
 def _check_values(audio: torch.Tensor) -> None:

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""Build a small, fully synthetic audio corpus for pretraining the bundled weights.
+"""Build the pretraining corpus of the bundled weights: synthetic clips plus real recordings from Debian packages.
 
-Every clip is generated on this machine; no recorded or evaluation audio is used.
+No evaluation audio is used: the Debian package of the real drum task (eval/drums.py) and the
+asterisk-core-sounds-* packages are refused as sources.
 
     python3 scripts/build_corpus.py OUT_DIR --seed 0 [--n-speech N --n-music N --n-texture N]
+                                    [--real permissive|share-alike|none] [--debian-cache DIR]
 
 Output: 16 kHz mono 16-bit PCM WAV clips of 2-6 s in OUT_DIR/{speech,music,texture}/,
-named ``<kind>_<index>.wav``. Each clip is a pure function of (seed, kind, index), so
-the build is deterministic and idempotent: existing files are skipped and a re-run
-only fills in what is missing.
+named ``<kind>_<index>.wav``, and OUT_DIR/real/<package>/*.wav (see "real" below). Each
+synthetic clip is a pure function of (seed, kind, index), so the build is deterministic and
+idempotent: existing files are skipped and a re-run only fills in what is missing.
 
 * speech  -- espeak-ng in many languages/voice variants, speaking random pseudo-words
              written in the language's own script; random speed and pitch; resampled
@@ -21,27 +23,45 @@ only fills in what is missing.
              (rain/wind), impulse trains with damped resonances (clicks/knocks),
              sweeps, engine-like harmonic hum, bird-like FM chirps, bubbles, mixtures.
 
-Needs: apt packages espeak-ng, fluidsynth, fluid-soundfont-gm; Python numpy, scipy,
-soundfile, mido. Runs in one process (plus one espeak-ng/fluidsynth child at a time).
+* real    -- recordings from pinned Debian packages (REAL_SOURCES), fetched and unpacked into
+             --debian-cache by hear_maeast.debian, decoded and resampled to 16 kHz mono by
+             hear_maeast.audio, cut into consecutive 6 s clips (a last piece of >= 0.5 s kept,
+             silent pieces dropped), at their recorded level. Each file is kept only if its
+             licence, read from the package's DEP-5 copyright file (or stated below when the
+             package has none), is in the chosen tier: `permissive` (public domain, CC0, CC BY,
+             MIT-style: the weights can ship under MIT with the credits in README) or
+             `share-alike` (also CC BY-SA). GPL audio is never used. OUT_DIR/real/sources.csv
+             lists every clip with its package, version, file, licence and copyright holders.
+
+Needs: apt packages espeak-ng, fluidsynth, fluid-soundfont-gm; dpkg-deb and a Debian mirror (or
+the .deb files in --debian-cache) for the real part; Python numpy, scipy, soundfile, mido, and
+this package (hear_maeast). Runs in one process (plus one espeak-ng/fluidsynth child at a time).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import unicodedata
-from math import gcd
+from dataclasses import dataclass
 from pathlib import Path
 
 import mido
 import numpy as np
 import soundfile as sf
 from scipy import signal
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from eval.drums import DEB as DRUM_TASK_DEB  # noqa: E402 - evaluation audio, never a source
+from hear_maeast import audio as hm_audio  # noqa: E402
+from hear_maeast.debian import Deb, fetch_unpacked, file_licences  # noqa: E402
 
 # ----------------------------------------------------------------------------- constants
 SR = 16000
@@ -141,10 +161,8 @@ def to_mono(x: np.ndarray) -> np.ndarray:
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int = SR) -> np.ndarray:
-    if sr_in == sr_out:
-        return x
-    g = gcd(sr_in, sr_out)
-    return signal.resample_poly(x, sr_out // g, sr_in // g)
+    """The package's one resampler (hear_maeast.audio.resample), in float64 for the processing here."""
+    return x if sr_in == sr_out else hm_audio.resample(x, sr_in, sr_out).astype(np.float64)
 
 
 def fade(x: np.ndarray, ms: float = 20.0) -> np.ndarray:
@@ -615,6 +633,167 @@ def make_texture(rng: np.random.Generator) -> np.ndarray:
     return fade(x)
 
 
+# ----------------------------------------------------------------------------- real recordings (Debian)
+@dataclass(frozen=True)
+class RealSource:
+    """Audio files of one pinned Debian package. licence '' = per file, from the package's DEP-5 copyright file."""
+
+    deb: Deb
+    globs: tuple[str, ...]
+    best: str               # the most permissive licence among its audio: a source that cannot be kept is not fetched
+    licence: str = ""
+    what: str = ""
+
+
+def _deb(package: str, version: str, sha256: str, pool: str) -> Deb:
+    return Deb(package, version, sha256, "pool/main/" + pool)
+
+
+REAL_SOURCES = (
+    RealSource(_deb("sonic-pi-samples", "3.2.2~repack-8",
+                    "25f2312d2fae005e6ad0f4726b8ed3084e776006a5a132083506e960224ac79d",
+                    "s/sonic-pi/sonic-pi-samples_3.2.2~repack-8_all.deb"),
+               ("usr/share/sonic-pi/samples/*.flac",), best="CC0", what="instrument, drum and ambient samples, loops"),
+    RealSource(_deb("openclonk-data", "8.1-3", "1505314b47196c5052caf75e870ea2cf36bdb4e1d0c7e3f133da93815b7e642f",
+                    "o/openclonk/openclonk-data_8.1-3_all.deb"),
+               ("usr/share/games/openclonk/Music.ocg/*.ogg",), licence="CC-BY-3.0", best="CC-BY-3.0",
+               what="game music by K-Pone (licence from Music.ocg/authors.txt; the copyright file is not DEP-5)"),
+    RealSource(_deb("supertuxkart-data", "1.4+dfsg-2",
+                    "568d69cda50dc8ad1facb89514bd14953dfca736fdb83c49ae330b0aa7dd2364",
+                    "s/supertuxkart/supertuxkart-data_1.4+dfsg-2_all.deb"),
+               ("usr/share/games/supertuxkart/data/**/*.ogg",),
+               best="CC0", what="game music and sound effects"),
+    RealSource(_deb("redeclipse-data", "1.6.0-1", "ada26453d3100bd61154ce20a699352f0b48bb29f8505f477ebdcb612f71ab42",
+                    "r/redeclipse-data/redeclipse-data_1.6.0-1_all.deb"),
+               ("usr/share/games/redeclipse/data/sounds/**/*.ogg", "usr/share/games/redeclipse/data/sounds/**/*.wav"),
+               best="CC0-1.0", what="game music and sound effects"),
+    RealSource(_deb("hyperrogue-music", "12.0q-1", "61ab9f4c2169442d85f42c42d26e80c1a18b93c741f3d44f1b9d83015904e7f7",
+                    "h/hyperrogue/hyperrogue-music_12.0q-1_all.deb"),
+               ("usr/share/hyperrogue/**/*.ogg",),
+               best="CC0-1.0", what="game music and sound effects"),
+    RealSource(_deb("asterisk-moh-opsound-wav", "2.03-1.1",
+                    "8f9d808a729d305c2d3343993f21ca5e6829e411682618dc8ea7aa8bc24a566c",
+                    "a/asterisk-moh-opsound/asterisk-moh-opsound-wav_2.03-1.1_all.deb"),
+               ("usr/share/asterisk/moh/*.wav",), licence="CC-BY-SA-3.0",
+               best="CC-BY-SA-3.0", what="music on hold (copyright file, not DEP-5: CC BY-SA 3.0)"),
+    RealSource(_deb("asterisk-prompt-it-menardi-wav", "1:1.4.22+mm20110907-3.1",
+                    "3094530d98f8758ac275572d59624c41f60969fef883f34f4886d144f3dfeb21",
+                    "a/asterisk-prompt-it/asterisk-prompt-it-menardi-wav_1.4.22+mm20110907-3.1_all.deb"),
+               ("usr/share/asterisk/sounds/it_IT_f_Menardi/**/*.wav",),
+               best="CC-BY-SA-3.0", what="Italian speech: telephone prompts read by Paola Dal Zot (8 kHz)"),
+    RealSource(_deb("megaglest-data", "3.13.0-3", "ed4783d9fc78e201a548b266f7c30325eb16cfd58a20bf4597dd6e622f84a07e",
+                    "m/megaglest-data/megaglest-data_3.13.0-3_all.deb"),
+               ("usr/share/games/megaglest/**/*.ogg", "usr/share/games/megaglest/**/*.wav"),
+               best="CC-BY-SA-3.0", what="game music, voices and sound effects"),
+    RealSource(_deb("flare-game", "1.14-1", "4ab6a8298276013d35a0806257e130d992761af1b749041433b409c3dafec508",
+                    "f/flare-game/flare-game_1.14-1_all.deb"),
+               ("usr/share/games/flare/mods/**/*.ogg",), best="CC-BY-SA-3.0", what="game music and sound effects"),
+    RealSource(_deb("freeorion-data", "0.4.10.2-1", "911a15d562f9c2a454eda03d4ed9e9ddc01be850d415652f257fe14660896017",
+                    "f/freeorion/freeorion-data_0.4.10.2-1_all.deb"),
+               ("usr/share/games/freeorion/default/data/sound/**/*.ogg",
+                "usr/share/games/freeorion/default/data/sound/**/*.wav"),
+               best="CC-BY-SA-3.0", what="game music and sound effects"),
+)
+REAL_TIERS = ("permissive", "share-alike")
+REAL_SEGMENT_S = MAX_DUR    # long recordings are cut into clips of the synthetic clips' longest length
+REAL_MIN_S = 0.5            # shorter pieces (and shorter files) are dropped
+HELD_OUT = re.compile(r"asterisk-core-sounds-.*|" + re.escape(DRUM_TASK_DEB.package))
+
+
+def licence_tier(licence: str) -> str | None:
+    """'permissive', 'share-alike' or None (anything else, GPL included) for a DEP-5 licence short name; of
+    alternatives ("A or B") the most permissive counts."""
+    tiers = set()
+    for alt in re.split(r"\s+or\s+", licence.strip().lower()):
+        if re.fullmatch(r"cc0(-1\.0)?|public-domain|pd|cc-by-[34]\.0\+?|mit|expat|isc|zlib|bsd-[23]-clause", alt):
+            tiers.add("permissive")
+        elif re.fullmatch(r"cc-(by-sa|sa-by)(-[34]\.0)?(\+|-[a-z]{2})?", alt):  # -us, -au: ported versions
+            tiers.add("share-alike")
+    return next((t for t in REAL_TIERS if t in tiers), None)
+
+
+def allowed(licence: str, tier: str) -> bool:
+    got = licence_tier(licence)
+    return got is not None and REAL_TIERS.index(got) <= REAL_TIERS.index(tier)
+
+
+def real_files(src: RealSource, root: Path) -> list[tuple[Path, str, str]]:
+    """[(file, licence, copyright holders)] of one unpacked package, sorted, every licence (filtered later)."""
+    files = sorted({f for g in src.globs for f in root.glob(g) if f.is_file()})
+    if src.licence:
+        return [(f, src.licence, "") for f in files]
+    return [(f, *file_licences(root, src.deb.package, files)[f]) for f in files]
+
+
+def real_segments(x: np.ndarray) -> list[np.ndarray]:
+    """Consecutive REAL_SEGMENT_S pieces of a 16 kHz recording; short or silent pieces dropped."""
+    n, keep = int(REAL_SEGMENT_S * SR), []
+    for a in range(0, len(x), n):
+        piece = x[a:a + n]
+        if len(piece) >= REAL_MIN_S * SR and not is_silent(piece):
+            keep.append(piece)
+    return keep
+
+
+def real_clips(f: Path, stem: str, folder: Path, wanted: bool) -> list[Path]:
+    """The clips of one recording: made once (a marker in FOLDER/.done says a file is complete), removed when the
+    file is not wanted (its licence is outside the tier asked for)."""
+    marker = folder / ".done" / stem
+    clips = sorted(p for p in folder.glob(f"{stem}-*.wav") if re.fullmatch(re.escape(stem) + r"-\d{3}\.wav", p.name))
+    if not wanted or not marker.is_file():
+        for p in clips:
+            p.unlink()
+        marker.unlink(missing_ok=True)
+        clips = []
+    if wanted and not marker.is_file():
+        for k, piece in enumerate(real_segments(hm_audio.load_audio(f).numpy().astype(np.float64))):
+            clips.append(folder / f"{stem}-{k:03d}.wav")
+            write_wav(clips[-1], piece)
+        marker.parent.mkdir(exist_ok=True)
+        marker.write_text(str(len(clips)))
+    return clips
+
+
+def build_real_source(src: RealSource, out_dir: Path, cache: Path, tier: str) -> list[dict]:
+    """OUT_DIR/real/<package>/<file>-<k>.wav for every file whose licence is in `tier`; their manifest rows."""
+    if HELD_OUT.fullmatch(src.deb.package):
+        raise ValueError(f"{src.deb.package} is evaluation audio and must never be in the pretraining corpus")
+    folder = out_dir / "real" / src.deb.package
+    if not allowed(src.best, tier):  # nothing of it can be kept: do not download it
+        shutil.rmtree(folder, ignore_errors=True)
+        return []
+    root = fetch_unpacked(src.deb, cache)
+    files = real_files(src, root)
+    common = Path(os.path.commonpath([f.parent for f, _, _ in files])) if files else root
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for f, licence, holders in files:
+        stem = re.sub(r"[^A-Za-z0-9.-]+", "_", f.relative_to(common).with_suffix("").as_posix())[:120]
+        for clip in real_clips(f, stem, folder, allowed(licence, tier)):
+            rows.append({"file": clip.relative_to(out_dir).as_posix(), "package": src.deb.package,
+                         "version": src.deb.version, "source": f.relative_to(root).as_posix(), "licence": licence,
+                         "copyright": holders, "seconds": round(sf.info(clip).frames / SR, 3)})
+    return rows
+
+
+def build_real(out_dir: Path, cache: Path, tier: str) -> list[dict]:
+    """Every source in turn; the manifest OUT_DIR/real/sources.csv lists what was kept."""
+    rows = []
+    for src in REAL_SOURCES:
+        t0 = time.time()
+        got = build_real_source(src, out_dir, cache, tier)
+        secs = sum(r["seconds"] for r in got)
+        print(f"[real] {src.deb.package:32s} {len(got):5d} clips {secs / 3600:6.2f} h  ({time.time() - t0:.0f} s)",
+              flush=True)
+        rows += got
+    with open(out_dir / "real" / "sources.csv.tmp", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["file"])
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(out_dir / "real" / "sources.csv.tmp", out_dir / "real" / "sources.csv")
+    return rows
+
+
 # ----------------------------------------------------------------------------- driver
 class Progress:
     def __init__(self, kind: str, total: int):
@@ -695,9 +874,12 @@ def check_tools(kinds: list[str]) -> None:
         sys.exit(f"Missing tools: {', '.join(missing)} (apt-get install -y {' '.join(missing)})")
 
 
-def summarise(out_dir: Path, failures: dict[str, list[int]]) -> None:
+def summarise(out_dir: Path, failures: dict[str, list[int]], real_rows: list[dict]) -> None:
     print("\nSummary")
-    total_s = 0.0
+    total_s = sum(r["seconds"] for r in real_rows)
+    for package in dict.fromkeys(r["package"] for r in real_rows):
+        rows = [r for r in real_rows if r["package"] == package]
+        print(f"  real     {len(rows):6d} clips  {sum(r['seconds'] for r in rows) / 3600:6.2f} h  {package}")
     for kind in DEFAULT_COUNTS:
         files = sorted((out_dir / kind).glob(f"{kind}_*.wav"))
         secs = sum(sf.info(f).frames for f in files) / SR
@@ -716,6 +898,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--n-music", type=int, default=DEFAULT_COUNTS["music"])
     p.add_argument("--n-texture", type=int, default=DEFAULT_COUNTS["texture"])
     p.add_argument("--soundfont", default=None, help="GM .sf2 (default: Debian FluidR3_GM)")
+    p.add_argument("--real", default="permissive", choices=REAL_TIERS + ("none",),
+                   help="real recordings from Debian packages whose licence is in this tier (default: permissive)")
+    p.add_argument("--debian-cache", type=Path, default=Path.home() / ".cache" / "hear_maeast" / "debian",
+                   help="where the .deb files are kept and unpacked (about 4 GB for share-alike)")
     return p.parse_args()
 
 
@@ -735,7 +921,8 @@ def main() -> None:
                 failures[kind] = build_music(todo, args.out_dir, args.seed, Path(tmp), soundfont)
             else:
                 failures[kind] = build_simple(kind, todo, args.out_dir, args.seed, Path(tmp))
-    summarise(args.out_dir, failures)
+    real_rows = [] if args.real == "none" else build_real(args.out_dir, args.debian_cache, args.real)
+    summarise(args.out_dir, failures, real_rows)
     print(f"  elapsed  {time.time() - t0:.0f} s")
 
 

@@ -35,6 +35,18 @@ def digit_wavs(tmp_path_factory) -> list[Path]:
 
 
 @pytest.fixture(scope="session")
+def speech_wavs(tmp_path_factory) -> list[Path]:
+    """Real spoken words at a normal level (1 s, 16 kHz wav) from ../shared/data/speech_commands_v0.02-small.zip
+    (the spoken digit clips peak at a few LSB, too quiet where a level matters)."""
+    out = tmp_path_factory.mktemp("speech")
+    with zipfile.ZipFile(shared_file("speech_commands_v0.02-small.zip")) as z:
+        names = sorted(n for n in z.namelist() if n.endswith(".wav") and "_background_noise_" not in n)
+        for i, n in enumerate(names):
+            (out / f"{i:03d}-{Path(n).name}").write_bytes(z.read(n))
+    return sorted(out.glob("*.wav"))
+
+
+@pytest.fixture(scope="session")
 def real_clip(digit_wavs) -> torch.Tensor:
     """One real spoken digit, resampled to 16 kHz: [n_samples] float32."""
     from hear_maeast.audio import load_audio
