@@ -382,3 +382,51 @@ def test_pretrain_refuses_a_second_process_on_the_same_run_folder(pretrain_lms, 
         lock.release()
     assert f"--out {tmp_path / 'run'} is in use by another process (pid {os.getpid()} on" in err.strip().splitlines()[-1]
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock"]
+
+
+# ---- HEAR API ----------------------------------------------------------------------------------------------------
+# In-process: the API raises typed errors (TypeError for wrong types, BadInput / WorkFailed otherwise) and never
+# returns NaN. More cases, with real audio, in tests/test_api.py and tests/test_fidelity.py.
+import numpy as _api_np  # noqa: E402
+import pytest as _api_pytest  # noqa: E402
+import torch as _api_torch  # noqa: E402
+
+_API_BAD_AUDIO = {
+    "int16 samples": (lambda: _api_torch.zeros(1, 16000, dtype=_api_torch.int16), TypeError, "divide int16 PCM by 32768"),
+    "int16 numpy": (lambda: _api_np.zeros((1, 16000), _api_np.int16), TypeError, "divide int16 PCM by 32768"),
+    "a list": (lambda: [[0.0] * 16000], TypeError, "must be a torch.Tensor"),
+    "1-D": (lambda: _api_torch.zeros(16000), ValueError, r"expected 2-D \[n_sounds, n_samples\]"),
+    "no sounds": (lambda: _api_torch.zeros(0, 16000), ValueError, "empty batch"),
+    "no samples": (lambda: _api_torch.zeros(2, 0), ValueError, "0 samples"),
+    "NaN": (lambda: _api_torch.full((2, 16000), float("nan")), ValueError, r"NaN or Inf samples in sound\(s\) \[0, 1\]"),
+    "int16 scale floats": (lambda: _api_torch.full((1, 16000), 20000.0), ValueError, "divided by 32768"),
+    "1e300 float64": (lambda: _api_torch.full((1, 16000), 1e300, dtype=_api_torch.float64), ValueError, "audio peaks"),
+}
+
+
+@_api_pytest.mark.parametrize("case", sorted(_API_BAD_AUDIO))
+def test_api_bad_audio_is_refused_with_what_to_do(case):
+    from hear_maeast import get_scene_embeddings, get_timestamp_embeddings
+    from hear_maeast.config import get_preset
+    from hear_maeast.errors import BadInput
+    from hear_maeast.model import MaskedAutoencoder
+
+    make, error, message = _API_BAD_AUDIO[case]
+    model = MaskedAutoencoder(get_preset("mae-ast-frame-micro")).eval()
+    for fn in (get_scene_embeddings, get_timestamp_embeddings):
+        with _api_pytest.raises(error, match=message) as caught:
+            fn(make(), model)
+        assert error is TypeError or isinstance(caught.value, BadInput)  # the CLIs print BadInput as one line
+
+
+def test_api_weights_that_overflow_raise_instead_of_returning_nan():
+    from hear_maeast import get_scene_embeddings
+    from hear_maeast.config import get_preset
+    from hear_maeast.errors import WorkFailed
+    from hear_maeast.model import MaskedAutoencoder
+
+    model = MaskedAutoencoder(get_preset("msm-mae-micro")).eval()
+    with _api_torch.no_grad():
+        model.patch_embed.weight.fill_(1e30)  # finite, so it loads; the encoder overflows
+    with _api_pytest.raises(WorkFailed, match="NaN or Inf embeddings"):
+        get_scene_embeddings(0.1 * _api_torch.randn(1, 16000), model)
