@@ -5,7 +5,7 @@ The number per task is the one the HEAR leaderboard uses: `["test"]["test_score"
 the reference rows for the tasks that are among the 19 of HEAR 2021. A task whose folder exists but has no
 scores (failed.json, or stopped half-way) is `failed`, never an empty cell; one that a protocol does not apply to
 (an event task in a fine-tuning run: not-applicable.json) is `n/a`. Fine-tuned rows (`hear-maeast finetune`) are
-named `<model>-finetuned`, sort next to their model's probe row, and a note under the Markdown table says so.
+named `<model>-finetuned`, sit right after their model's probe row, and a note under the Markdown table says so.
 """
 
 from __future__ import annotations
@@ -122,7 +122,16 @@ def collect(paths: list[Path]) -> tuple[list[str], dict[str, dict[str, Score]]]:
             row = {t.name: read_score(t) for t in sorted(mdir.iterdir()) if t.is_dir() and _is_task_result(t)}
             rows[name] = row
             tasks.update(row)
-    return sorted(tasks), rows
+    return sorted(tasks), beside_probes(rows)
+
+
+def beside_probes(rows: dict) -> dict:
+    """The same rows, each `<model>-finetuned` row moved right after its model's probe row (when there is one)."""
+    placed = {n for n in rows if n.endswith(FINETUNED_SUFFIX) and n[: -len(FINETUNED_SUFFIX)] in rows}
+    order = []
+    for name in (n for n in rows if n not in placed):
+        order += [name, name + FINETUNED_SUFFIX] if name + FINETUNED_SUFFIX in placed else [name]
+    return {n: rows[n] for n in order}
 
 
 def table_rows(tasks: list[str], rows: dict[str, dict[str, Score]]) -> list[list[str]]:
