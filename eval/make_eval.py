@@ -18,6 +18,7 @@ Every step keeps what earlier runs finished, so an interrupted run resumes where
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -63,9 +64,9 @@ def random_init_checkpoint(path: Path) -> Path:
     return save_checkpoint(model, path, provenance={"steps": 0, "seed": 0, "note": "random init of the default preset"})
 
 
-def _run(cmd: list[str]) -> int:
+def _run(cmd: list[str], env: dict | None = None) -> int:
     print("$ " + " ".join(cmd), flush=True)
-    return subprocess.run(cmd).returncode
+    return subprocess.run(cmd, env=env).returncode
 
 
 @click.command()
@@ -112,9 +113,11 @@ def main(work: Path, shared: Path, module: str, model_path: str, grid: str, fine
     finetune_rc = 0
     if module == "hear_maeast" and finetune_epochs > 0:
         _step(f"hear-maeast finetune (--epochs {finetune_epochs}): the scene tasks, encoder fine-tuned")
+        # one thread: on a 2-core machine shared with anything else, two threads spin and took 2-5x longer here
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         finetune_rc = _run([sys.executable, "-m", "hear_maeast.cli", "finetune", "--tasks-dir", str(tasks_dir),
                             "--out", str(results), "--epochs", str(finetune_epochs)]
-                           + (["--model", model_path] if model_path else []))
+                           + (["--model", model_path] if model_path else []), env=env)
 
     _step("leaderboard")
     table_rc = _run([sys.executable, "-m", "hear_maeast.cli", "table", str(results), "-o", str(work / "leaderboard.md"),
