@@ -186,6 +186,7 @@ def test_a_killed_run_resumes_at_its_last_epoch_and_ends_as_an_uninterrupted_one
     assert expected["aggregated_scores"]["test_score_std"] > 0
 
 
+@pytest.mark.slow  # three subprocesses: ~5 s
 def test_event_tasks_and_bad_options_are_refused_before_any_work(ft_tasks, tmp_path):
     events_only = hear_maeast("finetune", "--tasks-dir", ft_tasks / EVENTS, "--out", tmp_path / "r")
     assert events_only.returncode == 2
