@@ -30,7 +30,8 @@ Layout (each run its own folder, like `hear-maeast eval`):
 
     RESULTS/<name>/run.json                     model (+ sha256), options, seed, package version, git commit, and per
                                                 task the status, score and best epoch of every fold
-    RESULTS/<name>/<task>/test.predicted-scores.json   heareval's keys: "test" or "fold00".. + "aggregated_scores"
+    RESULTS/<name>/<task>/test.predicted-scores.json   heareval's keys: "test" or "fold00".. + "aggregated_scores";
+                                                       its "epoch" is the best epoch, counted from 1
     RESULTS/<name>/<task>/<fold>.finetune.json         a finished fold (kept on resume)
     RESULTS/<name>/<task>/<fold>.finetune-state.pt     the fold's training state after its last finished epoch
     RESULTS/<name>/<task>/not-applicable.json          an event task: not fine-tuned (`table` shows n/a)
