@@ -30,7 +30,8 @@ Layout (each run its own folder, like `hear-maeast eval`):
 
     RESULTS/<name>/run.json                     model (+ sha256), options, seed, package version, git commit, and per
                                                 task the status, score and best epoch of every fold
-    RESULTS/<name>/<task>/test.predicted-scores.json   heareval's keys: "test" or "fold00".. + "aggregated_scores"
+    RESULTS/<name>/<task>/test.predicted-scores.json   heareval's keys: "test" or "fold00".. + "aggregated_scores";
+                                                       its "epoch" is the best epoch, counted from 1
     RESULTS/<name>/<task>/<fold>.finetune.json         a finished fold (kept on resume)
     RESULTS/<name>/<task>/<fold>.finetune-state.pt     the fold's training state after its last finished epoch
     RESULTS/<name>/<task>/not-applicable.json          an event task: not fine-tuned (`table` shows n/a)
@@ -258,13 +259,18 @@ class SceneClassifier(nn.Module):
     def forward_spec(self, spec: torch.Tensor) -> torch.Tensor:
         """Training path on one chunk: spec [B, F, T <= input_frames] -> logits [B, C].
 
-        Padded and pooled as the HEAR API pools a clip of T frames (the columns made only of padding left out).
+        Pooled as the HEAR API pools a clip of T frames: MSM-MAE padded to the fixed grid (the columns made only of
+        padding left out); MAE-AST whole tokens only, the partial last one dropped as the official model's nn.Unfold
+        does (a clip shorter than one token padded to one). docs/design.md, "The MAE-AST tail".
         """
         cfg = self.backbone.cfg
         pw = cfg.patch_size[1]
-        n_cols = math.ceil(spec.shape[-1] / pw)
-        span = cfg.input_frames if cfg.fixed_length else n_cols * pw
-        x = F.pad(spec, (0, span - spec.shape[-1]))  # zeros = the normalised mean, as the API pads
+        if cfg.fixed_length:
+            n_cols, span = math.ceil(spec.shape[-1] / pw), cfg.input_frames
+        else:
+            n_cols = max(1, spec.shape[-1] // pw)
+            span = n_cols * pw
+        x = F.pad(spec, (0, span - spec.shape[-1]))[..., :span]  # zeros = the normalised mean, as the API pads
         cols = tokens_to_columns(self.backbone.encode(x, self.backbone.layer), cfg)[:, :n_cols]  # [B, C, Fg*D]
         return self.head(pool_scene(cols, cfg))
 
@@ -304,7 +310,7 @@ def param_groups(model: SceneClassifier, weight_decay: float, layer_decay: float
     used = depth if backbone.layer == -1 else backbone.layer
     groups: dict[tuple[int, bool], dict] = {}
     for name, p in model.named_parameters():
-        lid = layer_id(name, depth, used, backbone.cfg.block == "prenorm")
+        lid = layer_id(name, depth, used, backbone.cfg.norm_position == "pre")
         p.requires_grad_(lid is not None)
         if lid is None:
             continue

@@ -23,6 +23,7 @@ that have changed since (a re-trained default) are replaced (`eval --replace-sta
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -110,9 +111,9 @@ def drum_task(tasks_dir: Path, cache: Path) -> str:
         return f"real drum task skipped: {e}"
 
 
-def _run(cmd: list[str]) -> int:
+def _run(cmd: list[str], env: dict | None = None) -> int:
     print("$ " + " ".join(cmd), flush=True)
-    return subprocess.run(cmd).returncode
+    return subprocess.run(cmd, env=env).returncode
 
 
 @click.command()
@@ -160,9 +161,11 @@ def main(work: Path, shared: Path, module: str, model_path: str, grid: str, fine
     finetune_rc = 0
     if module == "hear_maeast" and finetune_epochs > 0:
         _step(f"hear-maeast finetune (--epochs {finetune_epochs}): the scene tasks, encoder fine-tuned")
+        # one thread: on a 2-core machine shared with anything else, two threads spin and took 2-5x longer here
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         finetune_rc = _run([sys.executable, "-m", "hear_maeast.cli", "finetune", "--tasks-dir", str(tasks_dir),
                             "--out", str(results), "--epochs", str(finetune_epochs)]
-                           + (["--model", model_path] if model_path else []))
+                           + (["--model", model_path] if model_path else []), env=env)
 
     _step("the log-mel floor (hear_maeast.logmel)")
     eval_rc |= _run([sys.executable, "-m", "hear_maeast.cli", "eval", "--tasks-dir", str(tasks_dir), "--module",

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from eval.results import RUN, SCORES, ResultsError, read_run, read_score
 from eval.taskdir import LABEL_VOCABULARY, METADATA, TaskError, check_task, find_tasks, plain_name, task_splits
-from hear_maeast.errors import BadInput, HearMaeastError, WorkFailed
+from hear_maeast.errors import BadInput, WorkFailed
 from hear_maeast.provenance import git_commit
 
 DEFAULT_MODULE = "hear_maeast"
@@ -132,8 +132,6 @@ def load_embedding(module: str, model_path: str, model_options: dict):
     try:
         # heareval calls load_model(path, **options) when given a path, load_model(**options) otherwise
         return Embedding(module, model_path or None, model_options)
-    except HearMaeastError:
-        raise
     except ModuleNotFoundError as e:  # the module imports one that is missing
         raise BadInput(f"--module {module}: cannot import it ({e}); install what it needs") from e
     except (TypeError, ValueError) as e:

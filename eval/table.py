@@ -5,7 +5,7 @@ only; then `clips` (train/valid/test sizes, or the total and number of folds) an
 predictions that ignore the audio, eval.taskdir.chance_level) for every task. A task whose folder exists but has
 no scores (failed.json, or stopped half-way) is `failed`, never an empty cell; one that a protocol does not apply to
 (an event task in a fine-tuning run) is `n/a`. Fine-tuned rows (`hear-maeast finetune`) are named
-`<model>-finetuned` and a note under the Markdown table says so.
+`<model>-finetuned`, sit right after their model's probe row, and a note under the Markdown table says so.
 
 Which tasks are official: `table` sees only results folders, so a task counts as the official one when its folder
 name is one of the 19 AND its clip count, summed over the split JSONs heareval copied into the results when it
@@ -79,9 +79,21 @@ def reference_rows(tasks: list[str], facts: dict[str, TaskFacts | None]) -> dict
 
 def collect(paths: list[Path]) -> tuple[list[str], list[ModelResults], dict[str, TaskFacts | None]]:
     """(task columns, one ModelResults per model folder, the facts of each task) from RESULTS or model folders."""
-    models = read_models(paths)
+    models = beside_probes(read_models(paths))
     tasks = sorted({t for m in models for t in m.scores})
     return tasks, models, read_task_facts(models, tasks)
+
+
+def beside_probes(models: list[ModelResults]) -> list[ModelResults]:
+    """The same models, each `<model>-finetuned` moved right after its model's probe row (when there is one)."""
+    names = {m.name for m in models}
+    placed = {m.name for m in models
+              if m.name.endswith(FINETUNED_SUFFIX) and m.name[: -len(FINETUNED_SUFFIX)] in names}
+    by_name = {m.name: m for m in models}
+    order = []
+    for m in (m for m in models if m.name not in placed):
+        order += [m, by_name[m.name + FINETUNED_SUFFIX]] if m.name + FINETUNED_SUFFIX in placed else [m]
+    return order
 
 
 def table_rows(tasks: list[str], models: list[ModelResults], facts: dict[str, TaskFacts | None]) -> list[list[str]]:

@@ -137,7 +137,7 @@ def test_finetune_writes_heareval_score_files_that_table_reads(ft_tasks, micro_c
     probe = tmp_path / "hear_maeast-msm-mae-micro" / COMMANDS  # a probe row of the same model, as `eval` lays it out
     probe.mkdir(parents=True)
     (probe / SCORES).write_text(json.dumps({"test": {"test_score": 0.5}}))
-    table = hear_maeast("table", tmp_path, timeout=120)
+    table = hear_maeast("table", run_dir, probe.parent, timeout=120)  # given after it, listed before it
     assert table.returncode == 0, table.stderr[-3000:]
     lines = table.stdout.splitlines()
     assert lines[0] == f"| model | {COMMANDS} | {EVENTS} | {MIXTURE} |"
@@ -186,6 +186,7 @@ def test_a_killed_run_resumes_at_its_last_epoch_and_ends_as_an_uninterrupted_one
     assert expected["aggregated_scores"]["test_score_std"] > 0
 
 
+@pytest.mark.slow  # three subprocesses: ~5 s
 def test_event_tasks_and_bad_options_are_refused_before_any_work(ft_tasks, tmp_path):
     events_only = hear_maeast("finetune", "--tasks-dir", ft_tasks / EVENTS, "--out", tmp_path / "r")
     assert events_only.returncode == 2
