@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import hashlib
 import json
 import math
 import time
@@ -65,6 +64,7 @@ from eval.taskdir import EVENT, LABEL_VOCABULARY, TaskError, check_task, find_ta
 from hear_maeast.checkpoint import atomic_write
 from hear_maeast.errors import BadInput, WorkFailed
 from hear_maeast.model import MaskedAutoencoder, pool_scene, tokens_to_columns
+from hear_maeast.provenance import file_sha256
 from hear_maeast.timing import HOP, SAMPLE_RATE, WIN
 
 PROTOCOL = "finetune"
@@ -133,14 +133,6 @@ def _log(msg: str) -> None:
 
 def _write_json(path: Path, obj) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2)))
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------- splits
@@ -639,7 +631,7 @@ def run_config(name: str, model_path: str, tasks_dir: Path, template: MaskedAuto
 
     path = Path(model_path) if model_path else DEFAULT_WEIGHTS
     return {"name": name, "protocol": PROTOCOL, "module": "hear_maeast",
-            "model_file_path": str(Path(model_path).resolve()) if model_path else "", "model_sha256": sha256(path),
+            "model_file_path": str(Path(model_path).resolve()) if model_path else "", "model_sha256": file_sha256(path),
             "preset": template.cfg.name, "options": {k: v for k, v in asdict(tc).items() if k != "save_models"},
             "seed": tc.seed, "epochs": tc.epochs, "hear_maeast_version": package_version("hear_maeast"),
             "git_commit": git_commit(), "tasks_dir": str(Path(tasks_dir).resolve())}

@@ -23,7 +23,6 @@ results, or results of weights since re-trained, is refused (or replaced with `r
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -38,7 +37,7 @@ from pathlib import Path
 from eval.results import RUN, SCORES, ResultsError, read_run, read_score
 from eval.taskdir import LABEL_VOCABULARY, METADATA, TaskError, check_task, find_tasks, plain_name, task_splits
 from hear_maeast.errors import BadInput, WorkFailed
-from hear_maeast.provenance import git_commit
+from hear_maeast.provenance import file_sha256, git_commit
 
 DEFAULT_MODULE = "hear_maeast"
 GRIDS = ("default", "fast", "faster")
@@ -98,11 +97,6 @@ def weights_file(module: str, model_path: str = "") -> Path | None:
 
         return Path(DEFAULT_WEIGHTS)
     return None
-
-
-def file_sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def select_tasks(tasks_dir: Path, only: tuple[str, ...]) -> list[Path]:

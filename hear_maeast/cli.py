@@ -19,6 +19,7 @@ import click
 
 from hear_maeast import __version__
 from hear_maeast.errors import BadInput, Group
+from hear_maeast.provenance import file_sha256
 
 # name -> "module:attribute" of a click.Command
 SUBCOMMANDS = {
@@ -166,16 +167,6 @@ def embed(audio, model_path, model_options, device, timestamps, output):
 
 
 # ---- convert -----------------------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 @click.command()
 @click.argument("src", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
@@ -202,7 +193,7 @@ def convert(src: Path, dst: Path, trust_pickle: bool, input_frames: int | None, 
         raise click.BadParameter(f"{dst}: the destination must end in .safetensors", param_hint="DST")
     model = load_any(src, trust_pickle=trust_pickle, input_frames=input_frames, patch_size=patch_size)
     provenance = dict(getattr(model, "provenance", {}) or {})
-    provenance.update({"source_sha256": _sha256(src), "converted_by": "hear-maeast convert " + " ".join(sys.argv[2:])})
+    provenance.update({"source_sha256": file_sha256(src), "converted_by": "hear-maeast convert " + " ".join(sys.argv[2:])})
     provenance.setdefault("command", provenance["converted_by"])
     save_checkpoint(model, dst, provenance=provenance, dtype=torch.float16 if dtype == "float16" else None)
     cfg = model.cfg

@@ -16,7 +16,6 @@ copyright file (DEP-5) and gives every audio file the licence of the last stanza
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import re
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hear_maeast.errors import WorkFailed
+from hear_maeast.provenance import file_sha256
 
 
 
@@ -45,14 +45,6 @@ class Deb:
         return Path(self.pool).name
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _apt_download(deb: Deb, cache: Path) -> str:
     """Try `apt-get download` into `cache` under the pool's file name; returns '' on success, else why not."""
     if shutil.which("apt-get") is None:
@@ -66,7 +58,7 @@ def _apt_download(deb: Deb, cache: Path) -> str:
         errors = [ln for ln in run.stderr.splitlines() if ln.startswith("E:")]
         return errors[-1] if errors else f"apt-get download exit {run.returncode}"
     for got in cache.glob(f"{deb.package}_*.deb"):  # apt writes an epoch as %3a; the pool name has none
-        if got.name != deb.filename and _sha256(got) == deb.sha256:
+        if got.name != deb.filename and file_sha256(got) == deb.sha256:
             got.replace(cache / deb.filename)
     return ""
 
@@ -81,7 +73,7 @@ def fetch(deb: Deb, cache: Path) -> Path:
         if step is not None and (err := step(deb, cache)):
             why.append(err)
         if target.is_file():
-            if _sha256(target) == deb.sha256:
+            if file_sha256(target) == deb.sha256:
                 return target
             why.append(f"{target.name} has another SHA-256 (a different build); removed")
             target.unlink()

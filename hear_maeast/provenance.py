@@ -1,7 +1,9 @@
-"""Where a checkpoint or a result came from: the code's git commit (with `-dirty` for uncommitted changes)."""
+"""Where a checkpoint or a result came from: the code's git commit (with `-dirty` for uncommitted changes) and the
+sha256 of the files it was made from."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from pathlib import Path
 
@@ -19,3 +21,9 @@ def git_commit() -> str:
     if head.returncode != 0:
         return "unknown"
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def file_sha256(path) -> str:
+    """sha256 hex digest of a file, read in blocks (any size)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
