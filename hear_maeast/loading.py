@@ -199,8 +199,15 @@ def read_msm_mae_file(path: Path, trust_pickle: bool = False) -> dict:
                 "objects beyond tensors and argparse.Namespace; if you trust the file, pass trust_pickle=True "
                 "(CLI: --trust-pickle), ideally once, with `hear-maeast convert --trust-pickle SRC DST.safetensors`"
             ) from e
+    return _unpickle_trusted(path)
+
+
+def _unpickle_trusted(path: Path) -> dict:
+    """torch.load with full unpickling, for a file the caller said they trust; failures name the file."""
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
+    except ModuleNotFoundError as e:
+        raise CheckpointError(f"{path}: the checkpoint pickles objects from a module that is not installed ({e})") from e
     except Exception as e:
         raise CheckpointError(f"{path}: cannot unpickle ({type(e).__name__}: {e}); is it truncated?") from e
 
@@ -224,9 +231,4 @@ def read_fairseq_file(path: Path, trust_pickle: bool = False) -> dict:
             f"{path}: reading an official MAE-AST checkpoint needs omegaconf (its configuration is pickled as "
             "omegaconf objects): pip install omegaconf   (or: pip install 'hear_maeast[official]')"
         ) from None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except ModuleNotFoundError as e:
-        raise CheckpointError(f"{path}: the checkpoint pickles objects from a module that is not installed ({e})") from e
-    except Exception as e:
-        raise CheckpointError(f"{path}: cannot unpickle ({type(e).__name__}: {e}); is it truncated?") from e
+    return _unpickle_trusted(path)

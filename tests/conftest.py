@@ -70,6 +70,22 @@ def micro_checkpoints(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
+def env1() -> dict:
+    """Environment for a subprocess of ours: one torch thread, no warnings on stderr (messages are asserted)."""
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+
+
+def run_cli(*args, code: int = 0) -> str:
+    """`hear-maeast ARGS` in this process (click's runner); asserts the exit code, returns the output."""
+    from click.testing import CliRunner
+
+    from hear_maeast.cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == code, result.output
+    return result.output
+
+
 def run_env() -> dict:
     """Environment for subprocesses of the HEAR tools (one torch thread: heareval's dataloader workers fill the cores)."""
     env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS="1")

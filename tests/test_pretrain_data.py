@@ -18,29 +18,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from click.testing import CliRunner
 
 import hear_maeast
 from hear_maeast.audio import load_audio
-from hear_maeast.cli import main
 from hear_maeast.config import get_preset
 from hear_maeast.frontend import FrontEnd
 from pretrain.data import AudioFiles, FeatureStore, NpyFiles, Paths, WrongShape, open_source, read_store
 from pretrain.loader import MicroBatches, Plan, loader
 
-from conftest import BIN
+from conftest import BIN, env1, run_cli as cli
 
 MSM, AST = get_preset("msm-mae-micro"), get_preset("mae-ast-patch-micro")
-
-
-def env1() -> dict:
-    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-
-
-def cli(*args, code: int = 0) -> str:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exit_code == code, result.output
-    return result.output
 
 
 def losses(run: Path) -> list[float]:

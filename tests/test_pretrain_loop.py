@@ -16,23 +16,11 @@ from unittest import mock
 
 import pytest
 import torch
-from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from hear_maeast.cli import main
 from pretrain.train import TrainConfig, setup, train, train_step
 
-from conftest import BIN, REPO
-
-
-def env1() -> dict:
-    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-
-
-def cli(*args, code: int = 0) -> str:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exit_code == code, result.output
-    return result.output
+from conftest import BIN, REPO, env1, run_cli as cli
 
 
 def logged_steps(run: Path) -> list[int]:
