@@ -31,7 +31,8 @@ idempotent: existing files are skipped and a re-run only fills in what is missin
              package has none), is in the chosen tier: `permissive` (public domain, CC0, CC BY,
              MIT-style: the weights can ship under MIT with the credits in README) or
              `share-alike` (also CC BY-SA). GPL audio is never used. OUT_DIR/real/sources.csv
-             lists every clip with its package, version, file, licence and copyright holders.
+             lists every clip with its package, version, file, licence and copyright holders;
+             OUT_DIR/real/CREDITS.md sums them up per package and licence (ship it with the weights).
 
 Needs: apt packages espeak-ng, fluidsynth, fluid-soundfont-gm; dpkg-deb and a Debian mirror (or
 the .deb files in --debian-cache) for the real part; Python numpy, scipy, soundfile, mido, and
@@ -791,7 +792,30 @@ def build_real(out_dir: Path, cache: Path, tier: str) -> list[dict]:
         writer.writeheader()
         writer.writerows(rows)
     os.replace(out_dir / "real" / "sources.csv.tmp", out_dir / "real" / "sources.csv")
+    write_credits(rows, out_dir / "real" / "CREDITS.md")
     return rows
+
+
+def write_credits(rows: list[dict], path: Path) -> None:
+    """The attribution CC BY asks for, one section per package: for each licence its share of the audio and the
+    copyright holders of the files kept (the package's own note when its copyright file names none). Shipped next
+    to weights trained on the corpus (hear_maeast/weights/CREDITS.md)."""
+    notes = {src.deb.package: src.what for src in REAL_SOURCES}
+    lines = ["# Credits: the real recordings in the pretraining corpus", "",
+             "Built by `scripts/build_corpus.py`; every clip, with its source file, is listed in `real/sources.csv`.",
+             "The recordings themselves are not distributed here.", ""]
+    for package in dict.fromkeys(r["package"] for r in rows):
+        mine = [r for r in rows if r["package"] == package]
+        lines += [f"## {package} {mine[0]['version']} (Debian)", ""]
+        for licence in sorted({r["licence"] for r in mine}):
+            kept = [r for r in mine if r["licence"] == licence]
+            holders = sorted({r["copyright"].strip() for r in kept if r["copyright"].strip()})
+            lines.append(f"- {licence}: {len(kept)} clips, {sum(r['seconds'] for r in kept) / 60:.1f} min; "
+                         + ("; ".join(holders) if holders else notes[package]))
+        lines.append("")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------- driver
