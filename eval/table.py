@@ -2,7 +2,8 @@
 
 Rows: one per model; then the reference rows (HEAR 2021 best, MSM-MAE paper) for the official HEAR 2021 tasks
 only; then `clips` (train/valid/test sizes, or the total and number of folds) and `chance` (the score of
-predictions that ignore the audio, eval.taskdir.chance_level) for every task. A task whose folder exists but has
+predictions that ignore the audio, eval.taskdir.chance_level) for every task, and for accuracy tasks `majority`
+(always answering the training clips' most frequent label, eval.taskdir.majority_level: a skewed task's real floor). A task whose folder exists but has
 no scores (failed.json, or stopped half-way) is `failed`, never an empty cell; one that a protocol does not apply to
 (an event task in a fine-tuning run) is `n/a`. Fine-tuned rows (`hear-maeast finetune`) are named
 `<model>-finetuned`, sit right after their model's probe row, and a note under the Markdown table says so.
@@ -97,15 +98,16 @@ def beside_probes(models: list[ModelResults]) -> list[ModelResults]:
 
 
 def table_rows(tasks: list[str], models: list[ModelResults], facts: dict[str, TaskFacts | None]) -> list[list[str]]:
-    """Header, one row per model, the reference rows, then each task's `clips` and `chance`."""
+    """Header, one row per model, the reference rows, then each task's `clips`, `chance` and `majority`."""
     out = [["model", *tasks]]
     for m in models:
         out.append([m.name, *(str(m.scores[t]) if t in m.scores else "" for t in tasks)])
     for ref_name, row in reference_rows(tasks, facts).items():
         out.append([ref_name, *(str(row[t]) if t in row else "" for t in tasks)])
     out.append(["clips", *(facts[t].size() if facts[t] else UNKNOWN for t in tasks)])
-    out.append(["chance", *(UNKNOWN if not facts[t] else UNDEFINED if facts[t].chance is None
-                            else f"{facts[t].chance:.3f}" for t in tasks)])
+    for row in ("chance", "majority"):
+        out.append([row, *(UNKNOWN if not facts[t] else UNDEFINED if getattr(facts[t], row) is None
+                           else f"{getattr(facts[t], row):.3f}" for t in tasks)])
     return out
 
 

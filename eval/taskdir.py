@@ -22,6 +22,7 @@ import shutil
 import tarfile
 import zipfile
 import zlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -341,6 +342,7 @@ class TaskFacts:
     clips: dict[str, int]  # clips per split, in the metadata's order
     metric: str  # the primary metric: the first of `evaluation`
     chance: float | None  # expected primary score of predictions that ignore the audio; None where undefined
+    majority: float | None = None  # accuracy of always answering the training clips' most frequent label
 
     @property
     def total(self) -> int:
@@ -372,6 +374,29 @@ def chance_level(metric: str, labels: list[str], tested: list[list], embedding_t
     return CONSTANT_CHANCE.get(metric)
 
 
+def majority_level(metric: str, splits: dict[str, dict], split_mode: str) -> float | None:
+    """Accuracy metrics only: the score of always answering the most frequent label of the training clips, which
+    beats a uniform guess on a skewed task. train/valid/test: the `train` split's, scored on `test`; folds: for each
+    fold, the other folds' label scored on it, averaged over folds as heareval averages them. None otherwise."""
+    if metric not in ACCURACY_METRICS:
+        return None
+
+    def firsts(clips: dict) -> list:
+        return [labels[0] for labels in clips.values() if labels]
+
+    if split_mode == "trainvaltest":
+        pairs = [(firsts(splits.get("train", {})), firsts(splits.get("test", {})))]
+    else:
+        pairs = [([x for other, c in splits.items() if other != fold for x in firsts(c)], firsts(clips))
+                 for fold, clips in splits.items()]
+    scores = []
+    for train, test in pairs:
+        if train and test:
+            top = Counter(train).most_common(1)[0][0]  # a tie goes to the label seen first
+            scores.append(sum(label == top for label in test) / len(test))
+    return sum(scores) / len(scores) if scores else None
+
+
 def task_facts(task_dir: Path) -> TaskFacts:
     """Size and chance level of a task folder (or of a heareval results folder, which holds copies of the task's
     metadata, vocabulary and split JSONs made when it was embedded)."""
@@ -382,4 +407,5 @@ def task_facts(task_dir: Path) -> TaskFacts:
     metric = metadata["evaluation"][0]
     chance = chance_level(metric, read_vocabulary(task_dir), [labels for clips in tested for labels in clips.values()],
                           metadata["embedding_type"])
-    return TaskFacts(metadata["split_mode"], {s: len(c) for s, c in splits.items()}, metric, chance)
+    majority = majority_level(metric, splits, metadata["split_mode"])
+    return TaskFacts(metadata["split_mode"], {s: len(c) for s, c in splits.items()}, metric, chance, majority)

@@ -264,7 +264,9 @@ def test_table_from_real_heareval_scores_of_both_kinds(toy_run, tmp_path, toy_he
     assert lines[2] == (f"| toy_hear-default | {agg['test_score_mean']:.3f}±{agg['test_score_std']:.3f} | failed | "
                         f"{pitch['test']['test_score']:.3f} |")
     # no reference row (none is one of the 19 HEAR 2021 tasks); each task's size and chance level (10 digits, 8 notes)
-    assert lines[3:] == ["| clips | 100 in 5 folds | 120/40/40 | 120/40/40 |", "| chance | 0.100 | 0.125 | 0.125 |"]
+    # and the majority level (a balanced digit task: a fold's majority elsewhere is scarce in it, so below chance)
+    assert lines[3:] == ["| clips | 100 in 5 folds | 120/40/40 | 120/40/40 |", "| chance | 0.100 | 0.125 | 0.125 |",
+                         "| majority | 0.070 | 0.250 | 0.250 |"]
     rows = list(csv.reader(io.StringIO(csv_path.read_text())))
     assert rows[0][0] == "model" and rows[1][2] == "failed" and re.fullmatch(r"0\.\d{3}±0\.\d{3}", rows[1][1])
     assert rows[2] == ["clips", "100 in 5 folds", "120/40/40", "120/40/40"]
@@ -302,9 +304,10 @@ def test_table_adds_reference_rows_for_hear_2021_tasks(tmp_path):
             fake_task_result(tmp_path / model / task, clips, 0.5)
     lines = write_table([tmp_path]).splitlines()
     assert [line.split(" | ")[0] for line in lines[2:]] == ["| model_a", "| model_b", "| HEAR 2021 best",
-                                                            "| MSM-MAE paper", "| clips", "| chance"]
+                                                            "| MSM-MAE paper", "| clips", "| chance", "| majority"]
     assert lines[4:] == ["| HEAR 2021 best | 0.978 | 0.752 |", "| MSM-MAE paper |  | 0.734 |",
-                         "| clips | 85111/10102/5290 | 7438 in 5 folds |", "| chance | 0.250 | 0.250 |"]
+                         "| clips | 85111/10102/5290 | 7438 in 5 folds |", "| chance | 0.250 | 0.250 |",
+                         "| majority | 0.250 | 0.250 |"]  # labels l0..l3 in turn: l0 (first of a tie) holds 1/4
 
 
 def test_reference_rows_attach_only_to_the_official_tasks(tmp_path):

@@ -198,6 +198,22 @@ def test_task_facts_give_each_task_its_size_and_chance_level(tmp_path):
     shares = [sum(source in labels for labels in test.values()) / len(test) for source in synth.SOURCES]
     assert mixture.metric == "mAP" and mixture.chance == pytest.approx(sum(shares) / 6)
     assert events.chance is None  # onset F-measure: no label-free level
+    assert events.majority is None and mixture.majority is None  # accuracy metrics only
+
+
+def test_majority_level_answers_the_training_clips_most_frequent_label():
+    """A skewed task's real floor (the Speech Commands subset: 9 of its 11 test clips are `_unknown_`)."""
+    from eval.taskdir import majority_level
+
+    def clips(*labels):
+        return {f"{i}.wav": [label] for i, label in enumerate(labels)}
+
+    tvt = {"train": clips(*"aaaaab"), "valid": clips("b"), "test": clips(*"aaab")}
+    assert majority_level("top1_acc", tvt, "trainvaltest") == 0.75  # "a" from train, 3 of 4 test clips
+    folds = {"fold00": clips(*"aab"), "fold01": clips(*"bba"), "fold02": clips("b")}
+    # fold00 <- "b" (3 of 4 elsewhere): 1/3; fold01 <- tie a/b, "a" seen first: 1/3; fold02 <- tie, "a": 0
+    assert majority_level("pitch_acc", folds, "new_split_kfold") == pytest.approx((1 / 3 + 1 / 3 + 0) / 3)
+    assert majority_level("mAP", tvt, "trainvaltest") is None
 
 
 # ---------------------------------------------------------------------------------------------- speech commands
