@@ -3,9 +3,9 @@
 Rows: one per model; then the reference rows (HEAR 2021 best, MSM-MAE paper) for the official HEAR 2021 tasks
 only; then `clips` (train/valid/test sizes, or the total and number of folds) and `chance` (the score of
 predictions that ignore the audio, eval.taskdir.chance_level) for every task, and for accuracy tasks `majority`
-(always answering the training clips' most frequent label, eval.taskdir.majority_level: a skewed task's real floor). A task whose folder exists but has
-no scores (failed.json, or stopped half-way) is `failed`, never an empty cell; one that a protocol does not apply to
-(an event task in a fine-tuning run) is `n/a`. Fine-tuned rows (`hear-maeast finetune`) are named
+(always answering the training clips' most frequent label, eval.taskdir.majority_level: a skewed task's real
+floor). A task whose folder exists but has no scores (failed.json, or stopped half-way) is `failed`, never an
+empty cell; one that a protocol does not apply to (an event task in a fine-tuning run) is `n/a`. Fine-tuned rows (`hear-maeast finetune`) are named
 `<model>-finetuned`, sit right after their model's probe row, and a note under the Markdown table says so.
 
 Which tasks are official: `table` sees only results folders, so a task counts as the official one when its folder
