@@ -10,12 +10,10 @@ fold tested against all the others for a k-fold task (multiclass scene tasks onl
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -24,37 +22,49 @@ from sklearn.preprocessing import StandardScaler
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hear_maeast  # noqa: E402
 import hear_maeast.logmel  # noqa: E402
+from eval.finetune import Split, label_vocabulary, load_split, read_clip  # noqa: E402
+from eval.taskdir import check_metadata, task_splits  # noqa: E402
 
 CS = (0.01, 0.1, 1.0)
-
-
-def load_split(task: Path, split: str) -> tuple[torch.Tensor, np.ndarray]:
-    """Audio [n, samples] (the task's clips have one length) and first labels [n] of one split."""
-    clips = json.loads((task / f"{split}.json").read_text())
-    audio = np.stack([sf.read(task / "16000" / split / name, dtype="float32")[0] for name in clips])
-    return torch.from_numpy(audio), np.array([labels[0] for labels in clips.values()])
 
 
 def embedder(name: str):
     module, path = (hear_maeast.logmel, "") if name == "logmel" else (hear_maeast, "" if name == "default" else name)
     model = module.load_model(path)
-    return lambda audio: np.concatenate([module.get_scene_embeddings(a, model).numpy() for a in audio.split(64)])
+    return lambda audio: module.get_scene_embeddings(audio, model).numpy()
+
+
+def embed_split(split: Split, embed, batch: int = 64) -> np.ndarray:
+    """Scene embeddings [N, D] of a split's clips, a batch of equal-length clips at a time."""
+    by_length: dict[int, list[int]] = {}
+    for i, n in enumerate(split.samples):
+        by_length.setdefault(n, []).append(i)
+    out = {}
+    for idx in by_length.values():
+        for b in range(0, len(idx), batch):
+            chunk = idx[b:b + batch]
+            emb = embed(torch.from_numpy(np.stack([read_clip(split.files[i]) for i in chunk])))
+            out.update(zip(chunk, emb))
+    return np.stack([out[i] for i in range(len(split))])
 
 
 def probe(task: Path, name: str) -> list[float]:
-    meta = json.loads((task / "task_metadata.json").read_text())
+    """Test accuracy per C of the probe on the scene embeddings of model `name`."""
+    metadata = check_metadata(task)
+    vocabulary = label_vocabulary(task)
+    splits = {s: load_split(task, [s], vocabulary) for s in task_splits(metadata, task / "task_metadata.json")}
     embed = embedder(name)
-    data = {s: load_split(task, s) for s in meta["splits"]}
-    feats = {s: embed(a) for s, (a, _) in data.items()}
-    tests = ["test"] if meta["split_mode"] == "trainvaltest" else list(data)
+    feats = {s: embed_split(split, embed) for s, split in splits.items()}
+    labels = {s: split.targets.argmax(dim=1).numpy() for s, split in splits.items()}  # multiclass: one-hot rows
+    tests = ["test"] if metadata["split_mode"] == "trainvaltest" else list(splits)
     accs = []
     for c in CS:
         scores = []
         for test in tests:
-            train = [s for s in data if s != test]
+            train = [s for s in splits if s != test]
             clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, C=c))
-            clf.fit(np.concatenate([feats[s] for s in train]), np.concatenate([data[s][1] for s in train]))
-            scores.append(float((clf.predict(feats[test]) == data[test][1]).mean()))
+            clf.fit(np.concatenate([feats[s] for s in train]), np.concatenate([labels[s] for s in train]))
+            scores.append(float((clf.predict(feats[test]) == labels[test]).mean()))
         accs.append(float(np.mean(scores)))
     return accs
 
