@@ -51,6 +51,9 @@ def embed_split(split: Split, embed, batch: int = 64) -> np.ndarray:
 def probe(task: Path, name: str) -> list[float]:
     """Test accuracy per C of the probe on the scene embeddings of model `name`."""
     metadata = check_metadata(task)
+    if (metadata["embedding_type"], metadata["prediction_type"]) != ("scene", "multiclass"):
+        sys.exit(f"{task.name} is a {metadata['embedding_type']} {metadata['prediction_type']} task; this probe "
+                 f"scores multiclass scene tasks only")
     vocabulary = label_vocabulary(task)
     splits = {s: load_split(task, [s], vocabulary) for s in task_splits(metadata, task / "task_metadata.json")}
     embed = embedder(name)
