@@ -120,14 +120,17 @@ def eval_cmd(tasks_dir, model_path, model_options, module, grid, out, name, only
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Markdown file to write.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="CSV file to write.")
 @click.option("--plot", "png", type=click.Path(dir_okay=False, path_type=Path), help="PNG bar chart to write.")
-def table(results, output, csv_path, png):
+@click.option("--against", metavar="MODEL", help="Also compare every other model with this one clip by clip "
+              "(same test clips, exact McNemar test; accuracy tasks), in a second Markdown table.")
+def table(results, output, csv_path, png, against):
     """Leaderboard table from RESULTS folders (RESULTS or RESULTS/<model>); printed as Markdown.
 
-    Rows: models, the HEAR 2021 reference rows (official tasks only), then each task's clips and chance level.
+    Rows: models, the HEAR 2021 reference rows (official tasks only), then each task's clips, chance and majority
+    levels. --against MODEL: which differences with MODEL the test clips can tell apart from luck.
     """
     from eval.table import write_table
 
-    click.echo(write_table(list(results), output, csv_path, png), nl=False)
+    click.echo(write_table(list(results), output, csv_path, png, against), nl=False)
 
 
 # `hear-maeast finetune` (eval/finetune.py); errors are hear_maeast.errors' typed ones, printed as one line

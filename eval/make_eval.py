@@ -14,8 +14,10 @@
 4. `hear-maeast finetune --tasks-dir WORK/tasks --out WORK/results --epochs N` for a hear_maeast model: the encoder
    fine-tuned on each scene task (the MAE-AST paper's protocol; README "Fine-tuning"), a `<model>-finetuned` row
    next to the probe rows (event tasks: n/a; the drum task is left out to keep `make eval` short). Few epochs (`--finetune-epochs`, 0 skips it) keep `make eval` short.
-5. `hear-maeast table WORK/results` -> WORK/leaderboard.md, .csv, .png, and the table printed, followed by a
-   note for every task whose audio is nearly silent (the official small spoken-digit archive: see `quiet_tasks`).
+5. `hear-maeast table WORK/results --against <model>` -> WORK/leaderboard.md, .csv, .png, and the table printed:
+   the scores, then every other row compared with the model clip by clip (exact McNemar test: which differences
+   the small tasks can tell from luck), followed by a note for every task whose audio is nearly silent (the
+   official small spoken-digit archive: see `quiet_tasks`).
 
 Every step keeps what earlier runs finished, so an interrupted run resumes where it stopped; results of weights
 that have changed since (a re-trained default) are replaced (`eval --replace-stale`), never shown as the new ones.
@@ -33,6 +35,7 @@ import click
 import numpy as np
 import soundfile as sf
 
+from eval.runner import model_name
 from hear_maeast.timing import SAMPLE_RATE
 
 SPOKEN_DIGIT = "hear-2021.0.6-spoken_digit-1.0.9-small-44100.tar.gz"
@@ -178,8 +181,10 @@ def main(work: Path, shared: Path, module: str, model_path: str, grid: str, fine
                      "hear_maeast.logmel", "--grid", grid, "--out", str(results), "--name", FLOOR_NAME, "--replace-stale"])
 
     _step("leaderboard")
+    against = model_name(module, model_path)  # the folder `eval` wrote the model's results to
     table_rc = _run([sys.executable, "-m", "hear_maeast.cli", "table", str(results), "-o", str(work / "leaderboard.md"),
-                     "--csv", str(work / "leaderboard.csv"), "--plot", str(work / "leaderboard.png")])
+                     "--csv", str(work / "leaderboard.csv"), "--plot", str(work / "leaderboard.png")]
+                    + (["--against", against] if (results / against).is_dir() else []))
     notes = quiet_tasks(tasks_dir)
     print("\n".join(notes))
     if notes and not table_rc:

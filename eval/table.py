@@ -8,6 +8,9 @@ floor). A task whose folder exists but has no scores (failed.json, or stopped ha
 empty cell; one that a protocol does not apply to (an event task in a fine-tuning run) is `n/a`. Fine-tuned rows (`hear-maeast finetune`) are named
 `<model>-finetuned`, sit right after their model's probe row, and a note under the Markdown table says so.
 
+`--against MODEL` adds a second table: every other model compared with MODEL clip by clip on the same test
+clips, with the exact McNemar test (eval.paired), for the tasks too small for their means to rank models.
+
 Which tasks are official: `table` sees only results folders, so a task counts as the official one when its folder
 name is one of the 19 AND its clip count, summed over the split JSONs heareval copied into the results when it
 embedded the task, is within 1 % of the official task's (hearbenchmark.com/hear-tasks, "# clips"). A task built
@@ -168,13 +171,18 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def write_table(paths: list[Path], markdown: Path | None = None, csv_path: Path | None = None,
-                png: Path | None = None) -> str:
-    """Collect scores, write the requested files, and return the Markdown table."""
+                png: Path | None = None, against: str | None = None) -> str:
+    """Collect scores, write the requested files, and return the Markdown table; with `against` (a model name),
+    the paired clip-by-clip comparison of every other model with it follows (eval.paired)."""
     tasks, models, facts = collect(paths)
     table = table_rows(tasks, models, facts)
     md = to_markdown(table)
     if any(m.name.endswith(FINETUNED_SUFFIX) for m in models):
         md += "\n" + FINETUNED_NOTE + "\n"
+    if against:
+        from eval.paired import paired_note, paired_rows  # reads heareval's predictions: brings torch
+
+        md += "\n" + to_markdown(paired_rows(tasks, models, facts, against)) + "\n" + paired_note(against) + "\n"
     if markdown:
         _write_text(markdown, md)
     if csv_path:

@@ -157,6 +157,57 @@ def test_a_good_representation_beats_a_poor_one_on_the_synthetic_pitch_task(eval
     assert good["test"]["test_score"] > poor["test"]["test_score"] + 0.3
 
 
+def heareval_test_order(task_dir: Path, split: str) -> list[str]:
+    """The clips of `split` in the order heareval lists them in its embeddings and predictions, following its code
+    (heareval.embeddings.task_embeddings: one random.Random(0) shuffles each split's keys, splits in metadata order)."""
+    import random
+
+    prng = random.Random()
+    prng.seed(0)
+    for s in json.loads((task_dir / "task_metadata.json").read_text())["splits"]:
+        keys = list(json.loads((task_dir / f"{s}.json").read_text()))
+        prng.shuffle(keys)
+        if s == split:
+            return keys
+    raise AssertionError(f"no split {split}")
+
+
+def test_table_against_pairs_the_same_test_clips(eval_tasks, toy_run, toy_hear_env, tmp_path):
+    """Two models' predictions list the same clips in heareval's order, and each paired cell agrees with heareval's
+    own scores: (a - b) / clips is the difference of the two test accuracies; p is scipy's exact binomial test."""
+    from scipy.stats import binomtest
+
+    _, results, _ = toy_run
+    poor = "toy_hear-default-features=loudness"
+    proc = hear_maeast("eval", "--tasks-dir", eval_tasks, "--module", "toy_hear", "--model-options",
+                       '{"features": "loudness"}', "--grid", "faster", "--out", results, "--task", PITCH,
+                       env=toy_hear_env)  # the same run as the test above: resumed when that one ran first
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    vocabulary = [line.split(",")[1] for line in (eval_tasks / PITCH / "labelvocabulary.csv").read_text().splitlines()[1:]]
+    test_labels = json.loads((eval_tasks / PITCH / "test.json").read_text())
+    expected = [test_labels[clip][0] for clip in heareval_test_order(eval_tasks / PITCH, "test")]
+    for model in ("toy_hear-default", poor):
+        with open(results / model / PITCH / "test.predictions.pkl", "rb") as f:
+            targets = pickle.load(f)["target"].argmax(1).tolist()
+        assert [vocabulary[i] for i in targets] == expected
+
+    md = tmp_path / "leaderboard.md"
+    proc = hear_maeast("table", results / "toy_hear-default", results / poor, "--against", "toy_hear-default",
+                       "-o", md, env=toy_hear_env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = md.read_text().splitlines()
+    start = lines.index(f"| vs toy_hear-default | {DIGIT} | {BROKEN} | {PITCH} |")
+    assert len(lines) > start + 3 and lines[start + 3] == ""  # one row: the other model
+    cell = lines[start + 2].split(" | ")[-1].rstrip(" |")
+    assert lines[start + 2].startswith(f"| {poor} |  |  | ")  # no digit result, a failed task: empty cells
+    a, b, p, star = re.fullmatch(r"(\d+):(\d+) p=([0-9.e-]+)(\*?)", cell).groups()
+    scores = {m: json.loads((results / m / PITCH / "test.predicted-scores.json").read_text())["test"]["test_score"]
+              for m in ("toy_hear-default", poor)}
+    assert (int(a) - int(b)) / len(expected) == pytest.approx(scores[poor] - scores["toy_hear-default"], abs=1e-6)
+    exact = binomtest(int(a), int(a) + int(b), 0.5).pvalue
+    assert p == f"{exact:.2g}" and star == "*" and exact < 0.05  # a 0.3 accuracy gap on 40 clips is no luck
+
+
 def test_eval_keys_results_to_the_weights_and_refuses_a_retrained_checkpoint(eval_tasks, micro_checkpoints,
                                                                            toy_hear_env, tmp_path):
     """The package's module on a checkpoint; re-trained in place, the checkpoint is not resumed from stale results."""
