@@ -11,8 +11,9 @@ Where the clips come from: heareval writes `<split>.predictions.pkl` ({"target":
 each fold of a k-fold task (each clip is tested once; the folds are pooled here). The clip order is a function of
 the task's split JSONs alone (heareval.embeddings.task_embeddings.memmap_embeddings: `random.Random(0)` shuffles
 each split's clips, splits in task_metadata order), so two models scored on the same task folder list the same
-clips in the same order; two folders whose targets differ are refused. Only `top1_acc` tasks are compared (a
-clip is right or wrong); the cell is empty for the others and for rows without predictions (`-finetuned`).
+clips in the same order; two folders whose targets differ are refused. Only accuracy tasks are compared
+(`top1_acc`, and `pitch_acc`, which heareval scores with the same Top1Accuracy: a clip is right or wrong); the cell
+is empty for the others (mAP, event onsets) and rows without predictions (`-finetuned`) are left out.
 """
 
 from __future__ import annotations
@@ -26,11 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from eval.results import ModelResults, ResultsError
-from eval.taskdir import TaskFacts
+from eval.taskdir import ACCURACY_METRICS, TaskFacts
 from hear_maeast.errors import BadInput
 
 PREDICTIONS = ".predictions.pkl"  # heareval's <split>.predictions.pkl
-PAIRED_METRICS = ("top1_acc",)
 SIGNIFICANT = 0.05
 
 
@@ -113,7 +113,7 @@ def compare(model: ModelResults, reference: ModelResults, task: str) -> Paired |
 
 def paired_rows(tasks: list[str], models: list[ModelResults], facts: dict[str, TaskFacts | None],
                 against: str) -> list[list[str]]:
-    """Header `vs <against>` + tasks, then one row per other model: its Paired cell on each top1_acc task."""
+    """Header `vs <against>` + tasks, then one row per other model: its Paired cell on each accuracy task."""
     by_name = {m.name: m for m in models}
     if against not in by_name:
         raise BadInput(f"--against {against}: no such model in these results (models: {', '.join(by_name)})")
@@ -125,7 +125,8 @@ def paired_rows(tasks: list[str], models: list[ModelResults], facts: dict[str, T
         cells = []
         for t in tasks:
             paired = None
-            if facts[t] is not None and facts[t].metric in PAIRED_METRICS and t in m.scores and t in reference.scores:
+            scored = t in m.scores and t in reference.scores
+            if scored and facts[t] is not None and facts[t].metric in ACCURACY_METRICS:
                 paired = compare(m, reference, t)
             cells.append(str(paired) if paired else "")
         if any(cells):  # a row with no predictions anywhere (a fine-tuned row) is left out
@@ -134,6 +135,6 @@ def paired_rows(tasks: list[str], models: list[ModelResults], facts: dict[str, T
 
 
 def paired_note(against: str) -> str:
-    return (f"Paired with {against} on the same test clips (top1_acc tasks; k-fold tasks pool their folds): `a:b` = "
+    return (f"Paired with {against} on the same test clips (accuracy tasks; k-fold tasks pool their folds): `a:b` = "
             f"clips only the row's model got right : clips only {against} got right; p = exact two-sided McNemar "
             f"test; * p < {SIGNIFICANT}. Without a *, this task cannot tell the two apart.")

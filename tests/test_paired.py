@@ -55,12 +55,12 @@ def test_a_hostile_or_broken_predictions_file_is_refused_in_one_line(tmp_path, c
     assert "\n" not in str(e.value) and not (tmp_path / "pwned").exists()
 
 
-def fake_model(folder, task, target, predicted, score):
+def fake_model(folder, task, target, predicted, score, metric="top1_acc"):
     out = folder / task
     out.mkdir(parents=True)
     (out / "task_metadata.json").write_text(json.dumps({
         "task_name": "t", "embedding_type": "scene", "prediction_type": "multiclass", "split_mode": "trainvaltest",
-        "evaluation": ["top1_acc"], "splits": ["train", "valid", "test"]}))
+        "evaluation": [metric], "splits": ["train", "valid", "test"]}))
     (out / "labelvocabulary.csv").write_text("idx,label\n" + "".join(f"{i},l{i}\n" for i in range(4)))
     for split, n in (("train", 4), ("valid", 2), ("test", len(target))):
         (out / f"{split}.json").write_text(json.dumps({f"{split}_{i}.wav": [f"l{i % 4}"] for i in range(n)}))
@@ -75,17 +75,19 @@ def table(*args):
 
 def test_table_against_counts_the_clips_each_model_alone_got_right(tmp_path):
     target = [0, 1, 2, 3, 0, 1, 2, 3]
-    fake_model(tmp_path / "a", "t-v1-small", target, [0, 1, 2, 3, 0, 1, 0, 0], 0.75)  # wrong on clips 6, 7
-    fake_model(tmp_path / "b", "t-v1-small", target, [1, 0, 2, 3, 0, 1, 2, 0], 0.625)  # wrong on clips 0, 1, 7
+    for model, predicted, score in (("a", [0, 1, 2, 3, 0, 1, 0, 0], 0.75),  # wrong on clips 6, 7
+                                    ("b", [1, 0, 2, 3, 0, 1, 2, 0], 0.625)):  # wrong on clips 0, 1, 7
+        fake_model(tmp_path / model, "t-v1-small", target, predicted, score)
+        fake_model(tmp_path / model, "u-v1-small", target, predicted, score, metric="mAP")  # no per-clip right/wrong
     proc = table(tmp_path / "a", tmp_path / "b", "--against", "a")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    start = lines.index("| vs a | t-v1-small |")
-    assert lines[start + 2] == "| b | 1:2 p=1 |"  # b alone right on clip 6; a alone right on clips 0 and 1
+    start = lines.index("| vs a | t-v1-small | u-v1-small |")
+    assert lines[start + 2] == "| b | 1:2 p=1 |  |"  # b alone right on clip 6; a alone right on clips 0 and 1
     assert "exact two-sided McNemar" in proc.stdout
     # and the other way round
     proc = table(tmp_path / "a", tmp_path / "b", "--against", "b")
-    assert "| a | 2:1 p=1 |" in proc.stdout.splitlines()
+    assert "| a | 2:1 p=1 |  |" in proc.stdout.splitlines()
 
 
 def test_table_against_refuses_an_unknown_model_and_unpaired_clips(tmp_path):
