@@ -385,21 +385,27 @@ def train_epoch(model: SceneClassifier, opt, fold: Fold, train: Split, tc: Finet
     return float(np.mean(losses))
 
 
-@torch.no_grad()
-def predict(model: SceneClassifier, split: Split, tc: FinetuneConfig) -> torch.Tensor:
-    """Logits [N, C] of every clip, whole, batched by equal length (at most EVAL_BATCH_SAMPLES samples at once)."""
-    model.eval()
-    logits = torch.zeros(len(split), split.targets.shape[1])
+def clip_batches(split: Split, batch_size: int):
+    """Whole clips batched by equal length, at most `batch_size` clips and EVAL_BATCH_SAMPLES samples at once (long
+    clips go a few at a time): yields (clip indices, audio [B, n])."""
     by_length: dict[int, list[int]] = {}
     for i, n in enumerate(split.samples):
         by_length.setdefault(n, []).append(i)
     for n, idx in by_length.items():
-        per_batch = max(1, min(tc.batch_size, EVAL_BATCH_SAMPLES // n))  # long clips go a few at a time
+        per_batch = max(1, min(batch_size, EVAL_BATCH_SAMPLES // n))
         for b in range(0, len(idx), per_batch):
             batch = idx[b : b + per_batch]
-            audio = torch.from_numpy(np.stack([read_clip(split.files[i]) for i in batch]))
-            with _autocast(tc):
-                logits[batch] = model.forward_clips(audio.to(tc.device)).float().cpu()
+            yield batch, torch.from_numpy(np.stack([read_clip(split.files[i]) for i in batch]))
+
+
+@torch.no_grad()
+def predict(model: SceneClassifier, split: Split, tc: FinetuneConfig) -> torch.Tensor:
+    """Logits [N, C] of every clip, whole, batched by equal length (clip_batches)."""
+    model.eval()
+    logits = torch.zeros(len(split), split.targets.shape[1])
+    for batch, audio in clip_batches(split, tc.batch_size):
+        with _autocast(tc):
+            logits[batch] = model.forward_clips(audio.to(tc.device)).float().cpu()
     return logits
 
 

@@ -22,7 +22,7 @@ from sklearn.preprocessing import StandardScaler
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hear_maeast  # noqa: E402
 import hear_maeast.logmel  # noqa: E402
-from eval.finetune import Split, label_vocabulary, load_split, read_clip  # noqa: E402
+from eval.finetune import Split, clip_batches, label_vocabulary, load_split  # noqa: E402
 from eval.taskdir import check_metadata, task_splits  # noqa: E402
 
 CS = (0.01, 0.1, 1.0)
@@ -35,16 +35,10 @@ def embedder(name: str):
 
 
 def embed_split(split: Split, embed, batch: int = 64) -> np.ndarray:
-    """Scene embeddings [N, D] of a split's clips, a batch of equal-length clips at a time."""
-    by_length: dict[int, list[int]] = {}
-    for i, n in enumerate(split.samples):
-        by_length.setdefault(n, []).append(i)
+    """Scene embeddings [N, D] of a split's clips, whole, batched by equal length (eval.finetune.clip_batches)."""
     out = {}
-    for idx in by_length.values():
-        for b in range(0, len(idx), batch):
-            chunk = idx[b:b + batch]
-            emb = embed(torch.from_numpy(np.stack([read_clip(split.files[i]) for i in chunk])))
-            out.update(zip(chunk, emb))
+    for idx, audio in clip_batches(split, batch):
+        out.update(zip(idx, embed(audio)))
     return np.stack([out[i] for i in range(len(split))])
 
 
