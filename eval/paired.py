@@ -99,14 +99,11 @@ def clip_hits(task_out: Path) -> tuple[np.ndarray, np.ndarray] | None:
     return targets, np.concatenate([t == p for t, p in read])
 
 
-def compare(model: ModelResults, reference: ModelResults, task: str) -> Paired | None:
-    """`model` against `reference` on one task's pooled test clips; None when either has no predictions."""
-    mine, theirs = clip_hits(model.folder / task), clip_hits(reference.folder / task)
-    if mine is None or theirs is None:
-        return None
+def compare(mine: tuple[np.ndarray, np.ndarray], theirs: tuple[np.ndarray, np.ndarray], where: str) -> Paired:
+    """One model's clip_hits against the reference's on one task's pooled test clips (`where` names both folders)."""
     if not np.array_equal(mine[0], theirs[0]):
-        raise ResultsError(f"{model.folder / task} and {reference.folder / task} list different test clips (their "
-                           f"targets differ): compare models scored on the same task folder")
+        raise ResultsError(f"{where} list different test clips (their targets differ): compare models scored on the "
+                           f"same task folder")
     right, ref_right = mine[1], theirs[1]
     return Paired(int((right & ~ref_right).sum()), int((ref_right & ~right).sum()), len(right))
 
@@ -118,17 +115,18 @@ def paired_rows(tasks: list[str], models: list[ModelResults], facts: dict[str, T
     if against not in by_name:
         raise BadInput(f"--against {against}: no such model in these results (models: {', '.join(by_name)})")
     reference = by_name[against]
+    paired_tasks = [t for t in tasks if t in reference.scores and facts[t] is not None
+                    and facts[t].metric in ACCURACY_METRICS]
+    ref_hits = {t: clip_hits(reference.folder / t) for t in paired_tasks}  # read once, not once per row
     out = [[f"vs {against}", *tasks]]
     for m in models:
         if m.name == against:
             continue
         cells = []
         for t in tasks:
-            paired = None
-            scored = t in m.scores and t in reference.scores
-            if scored and facts[t] is not None and facts[t].metric in ACCURACY_METRICS:
-                paired = compare(m, reference, t)
-            cells.append(str(paired) if paired else "")
+            mine = clip_hits(m.folder / t) if t in m.scores and ref_hits.get(t) is not None else None
+            where = f"{m.folder / t} and {reference.folder / t}"
+            cells.append(str(compare(mine, ref_hits[t], where)) if mine is not None else "")
         if any(cells):  # a row with no predictions anywhere (a fine-tuned row) is left out
             out.append([m.name, *cells])
     return out

@@ -5,8 +5,9 @@ only; then `clips` (train/valid/test sizes, or the total and number of folds) an
 predictions that ignore the audio, eval.taskdir.chance_level) for every task, and for accuracy tasks `majority`
 (always answering the training clips' most frequent label, eval.taskdir.majority_level: a skewed task's real
 floor). A task whose folder exists but has no scores (failed.json, or stopped half-way) is `failed`, never an
-empty cell; one that a protocol does not apply to (an event task in a fine-tuning run) is `n/a`. Fine-tuned rows (`hear-maeast finetune`) are named
-`<model>-finetuned`, sit right after their model's probe row, and a note under the Markdown table says so.
+empty cell; one that a protocol does not apply to (an event task in a fine-tuning run) is `n/a`. Fine-tuned rows
+(`hear-maeast finetune`) are named `<model>-finetuned`, sit right after their model's probe row, and a note under
+the Markdown table says so.
 
 `--against MODEL` adds a second table: every other model compared with MODEL clip by clip on the same test
 clips, with the exact McNemar test (eval.paired), for the tasks too small for their means to rank models.
