@@ -219,6 +219,9 @@ def core_inputs(tmp_path, micro_checkpoints) -> _CorePath:
 
 @_core_pytest.mark.parametrize("args,code,message", [
     (["embed", "noise.wav", "--device", "foo"], 2, "error: --device 'foo' is not a device; use cpu, cuda or cuda:N"),
+    _core_pytest.param(["embed", "noise.wav", "--model", "good.safetensors", "--model-options", '{"device": "cuda"}'],
+                       2, "error: device 'cuda': this machine has 0 CUDA device(s); use cpu",
+                       marks=_core_pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="CUDA is here")),
     (["embed", "noise.wav", "--model-options", "[1]"], 2,
      "Invalid value for --model-options: '[1]' is a JSON list; expected an object"),
     (["embed", "empty.wav", "--model", "good.safetensors"], 2, "empty.wav: the file holds no audio (0 samples)"),
@@ -401,6 +404,8 @@ _API_BAD_AUDIO = {
     "NaN": (lambda: _api_torch.full((2, 16000), float("nan")), ValueError, r"NaN or Inf samples in sound\(s\) \[0, 1\]"),
     "int16 scale floats": (lambda: _api_torch.full((1, 16000), 20000.0), ValueError, "divided by 32768"),
     "1e300 float64": (lambda: _api_torch.full((1, 16000), 1e300, dtype=_api_torch.float64), ValueError, "audio peaks"),
+    "a hair above 8": (lambda: _api_torch.full((1, 16000), 8.0000001, dtype=_api_torch.float64), ValueError,
+                       r"audio peaks at 8\.0000001 in sound"),  # not "at 8 ... (peaks up to 8 are accepted)"
 }
 
 
