@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hear_maeast.audio import AUDIO_EXTENSIONS, load_audio
+from hear_maeast.audio import AUDIO_EXTENSIONS, load_audio, open_regular
 from hear_maeast.errors import BadInput
 
 STORE_FORMAT = "hear_maeast-features/1"
@@ -74,7 +74,7 @@ def walk(root: Path, suffixes: tuple[str, ...]):
     while stack:
         rel = stack.pop()
         with os.scandir(root / rel if rel else root) as it:
-            entries = sorted((e.name, e.is_dir()) for e in it)
+            entries = sorted((e.name, _is_dir(e)) for e in it)
         subdirs = []
         for name, is_dir in entries:
             path = f"{rel}/{name}" if rel else name
@@ -83,6 +83,14 @@ def walk(root: Path, suffixes: tuple[str, ...]):
             elif os.path.splitext(name)[1].lower() in suffixes:
                 yield path
         stack.extend(reversed(subdirs))
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    """A link loop is not a folder: listed as a file, it is refused (and named) when a worker opens it."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def csv_column(path: Path, column: str = "file_name"):
@@ -182,6 +190,7 @@ class NpyFiles(Source):
 
     def read(self, i: int) -> np.ndarray:
         path = self.name(i)
+        os.close(open_regular(path))  # a named pipe would block np.load forever
         return fit_shape(np.load(path, mmap_mode="r", allow_pickle=False), self.n_mels, path)
 
 

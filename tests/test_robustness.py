@@ -435,3 +435,60 @@ def test_api_weights_that_overflow_raise_instead_of_returning_nan():
         model.patch_embed.weight.fill_(1e30)  # finite, so it loads; the encoder overflows
     with _api_pytest.raises(WorkFailed, match="NaN or Inf embeddings"):
         get_scene_embeddings(0.1 * _api_torch.randn(1, 16000), model)
+
+
+# ---- files that are not what they seem, stores, tables, names (issue 23) ---------------------------------------
+# Real subprocesses on real files. Each test failed before its fix.
+import json as _h_json  # noqa: E402
+import shutil as _h_shutil  # noqa: E402
+
+
+def _h_cli(*args, timeout: int = 180, cwd=None) -> subprocess.CompletedProcess:
+    """`hear-maeast ARGS` in a subprocess, one thread, with a timeout: a hang fails the test instead of stalling it."""
+    return subprocess.run([str(BIN / "hear-maeast"), *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd, env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore"))
+
+
+def _h_refused(proc, code: int, *parts: str) -> str:
+    """One `error:` line holding every part, exit `code`, no traceback; returns the line."""
+    assert proc.returncode == code, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and all(p in last for p in parts), last
+    return last
+
+
+def _h_traps(folder: Path) -> dict[str, str]:
+    """Three `*.wav` entries that are not regular files, with what the refusal says of each."""
+    os.mkfifo(folder / "pipe.wav")  # opening it for reading blocks until a writer comes: forever
+    (folder / "zero.wav").symlink_to("/dev/zero")  # never ends
+    (folder / "loop.wav").symlink_to(folder / "loop.wav")
+    return {"pipe.wav": "is a named pipe, not a regular file", "zero.wav": "is a character device, not a regular file",
+            "loop.wav": "Too many levels of symbolic links"}
+
+
+@pytest.fixture
+def hostile_audio(speech_folder, tmp_path) -> tuple[Path, dict[str, str]]:
+    """Four real one-second words and the three traps, in one folder."""
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    for w in sorted(speech_folder.rglob("*.wav"))[:4]:
+        _h_shutil.copy(w, folder / f"{w.parent.name}_{w.name}")
+    return folder, _h_traps(folder)
+
+
+def test_audio_that_is_not_a_regular_file_is_skipped_never_read(hostile_audio, tmp_path):
+    """`features` and `pretrain --data` skip a named pipe, a link to /dev/zero and a link loop (named in
+    skipped.txt / on stderr) instead of hanging on them; the four real clips are converted and trained on."""
+    folder, traps = hostile_audio
+    store = tmp_path / "store"
+    proc = _h_cli("features", folder, store, "--preset", "msm-mae-micro", "--workers", 0, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    skipped = dict(line.split("\t", 1) for line in (store / "skipped.txt").read_text().splitlines())
+    assert {Path(k).name for k in skipped} == set(traps)
+    for source, why in skipped.items():
+        assert traps[Path(source).name] in why, why
+    assert _h_json.loads((store / "manifest.json").read_text())["clips"] == 4
+    proc = _h_cli("pretrain", "--preset", "msm-mae-micro", "--data", folder, "--out", tmp_path / "run", "--steps", 2,
+                  "--batch-size", 4, "--device", "cpu", "--num-workers", 0, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
