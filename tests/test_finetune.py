@@ -1,6 +1,6 @@
 """`hear-maeast finetune` on real task folders: heareval's splits and metrics, score files that `table` reads, event
 tasks shown as n/a, resume after a SIGKILL and determinism. Micro presets and 2 epochs: these check the machinery;
-the quality comparison is measured in the README ("Fine-tuning"), not asserted on tiny tasks.
+the quality comparison is measured in docs/finetuning.md, not asserted on tiny tasks.
 """
 
 from __future__ import annotations
