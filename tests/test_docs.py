@@ -123,3 +123,11 @@ def test_the_package_metadata_reads_the_readme_and_ships_the_model_card():
     globs = conf["options"]["package_data"]["hear_maeast"]
     shipped = {p for g in globs for p in (ROOT / "hear_maeast").glob(g)}
     assert MODEL_CARD in shipped and (MODEL_CARD.parent / "CREDITS.md") in shipped
+
+
+@pytest.mark.parametrize("name", ["docs/pretraining.md", "docs/evaluation.md", "docs/finetuning.md", "docs/reliability.md",
+                                  "docs/hear-api.md", "docs/install.md", "benchmarks/README.md",
+                                  "hear_maeast/weights/MODEL_CARD.md"])
+def test_every_topic_page_starts_with_the_command_it_is_about(name):
+    first = (ROOT / name).read_text(encoding="utf-8").splitlines()[0]
+    assert re.match(r"^# `[^`]+`", first), f"{name} should open with '# `command`: ...', not {first!r}"
