@@ -61,7 +61,7 @@ from tqdm import tqdm
 
 from eval.results import FINETUNED_SUFFIX, NOT_APPLICABLE, SCORES
 from eval.taskdir import EVENT, LABEL_VOCABULARY, TaskError, check_task, find_tasks
-from hear_maeast.checkpoint import atomic_write
+from hear_maeast.files import atomic_write
 from hear_maeast.errors import BadInput, WorkFailed
 from hear_maeast.model import MaskedAutoencoder, pool_scene, tokens_to_columns
 from hear_maeast.optim import layer_decay_groups, lr_at
