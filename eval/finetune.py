@@ -20,7 +20,7 @@ Protocol (README, "Fine-tuning"):
   the patch embedding (and CLS, and a post-norm encoder's input norm) decay^(L + 1), the final norm the full lr;
   the head `--head-lr-scale` times the lr (SSAST's `head_lr`, 10 in its ESC-50 recipe: a new head on a small
   task needs larger steps than the pretrained blocks); linear warm-up then half-cycle cosine, per step
-  (`pretrain.train.lr_at`).
+  (`hear_maeast.optim`).
 - Evaluation: whole clips through the HEAR API's chunked path (`hear_maeast.get_scene_embeddings`), then the head.
   Valid after every epoch; the best epoch (highest valid score, ties to the lower valid loss; the lowest valid loss
   when the task sets `use_scoring_for_early_stopping: false`, as heareval) is kept and scored on test; training
@@ -61,9 +61,10 @@ from tqdm import tqdm
 
 from eval.results import FINETUNED_SUFFIX, NOT_APPLICABLE, SCORES
 from eval.taskdir import EVENT, LABEL_VOCABULARY, TaskError, check_task, find_tasks
-from hear_maeast.checkpoint import atomic_write
+from hear_maeast.files import atomic_write
 from hear_maeast.errors import BadInput, WorkFailed
 from hear_maeast.model import MaskedAutoencoder, pool_scene, tokens_to_columns
+from hear_maeast.optim import layer_decay_groups, lr_at
 from hear_maeast.provenance import file_sha256
 from hear_maeast.timing import HOP, SAMPLE_RATE, WIN
 
@@ -273,49 +274,6 @@ class SceneClassifier(nn.Module):
         return self.head(get_scene_embeddings(audio, self.backbone))
 
 
-def layer_id(name: str, depth: int, used: int, prenorm: bool) -> int | None:
-    """MAE's layer ids for layer-wise lr decay (util/lr_decay.py): 0 the embedding, i for block i, used + 1 the top.
-
-    None for what the classifier does not use (the decoder, the mask token, blocks above `layer`)."""
-    if name.startswith("head."):
-        return used + 1
-    if name.startswith(("backbone.patch_embed.", "backbone.cls_token")):
-        return 0
-    if name.startswith("backbone.encoder.blocks."):
-        block = int(name.split(".")[3])
-        return block + 1 if block < used else None
-    if name.startswith("backbone.encoder.norm."):
-        if not prenorm:
-            return 0  # a post-norm (wav2vec2) encoder normalises its input
-        return used + 1 if used == depth else None
-    return None
-
-
-def param_groups(model: SceneClassifier, weight_decay: float, layer_decay: float, head_lr_scale: float = 1.0
-                 ) -> list[dict]:
-    """AdamW groups with `lr_scale` = layer_decay^(top - id) (the head: head_lr_scale); no weight decay on biases,
-    norms and tokens.
-
-    Parameters the classifier does not use are frozen (requires_grad False) and left out."""
-    backbone = model.backbone
-    depth = backbone.cfg.depth
-    used = depth if backbone.layer == -1 else backbone.layer
-    groups: dict[tuple[int, bool], dict] = {}
-    for name, p in model.named_parameters():
-        lid = layer_id(name, depth, used, backbone.cfg.norm_position == "pre")
-        p.requires_grad_(lid is not None)
-        if lid is None:
-            continue
-        no_decay = p.ndim == 1 or name.endswith("_token")
-        head = name.startswith("head.")
-        group = groups.setdefault((lid, no_decay, head), {
-            "params": [], "names": [], "weight_decay": 0.0 if no_decay else weight_decay,
-            "lr_scale": head_lr_scale if head else layer_decay ** (used + 1 - lid)})
-        group["params"].append(p)
-        group["names"].append(name)
-    return list(groups.values())
-
-
 # ---------------------------------------------------------------------------------------------- training
 @dataclass
 class Fold:
@@ -350,8 +308,6 @@ def _autocast(tc: FinetuneConfig):
 def train_epoch(model: SceneClassifier, opt, fold: Fold, train: Split, tc: FinetuneConfig, epoch: int,
                 schedule, bar) -> float:
     """One pass over the training clips in a random order; returns the mean training loss."""
-    from pretrain.train import lr_at
-
     cfg = model.backbone.cfg
     rng = np.random.default_rng(_seed(tc.seed, fold.index, epoch))
     torch.manual_seed(_seed(tc.seed, fold.index, epoch, 1))  # SpecAugment draws from torch's generator
@@ -436,7 +392,7 @@ def new_fold_model(template: MaskedAutoencoder, nlabels: int, fold: Fold, tc: Fi
     """A fresh copy of the pretrained encoder with a new head (seeded by the fold), and its AdamW."""
     torch.manual_seed(_seed(tc.seed, fold.index, 0, 2))
     model = SceneClassifier(copy.deepcopy(template), nlabels).to(tc.device)
-    groups = param_groups(model, tc.weight_decay, tc.layer_decay, tc.head_lr_scale)
+    groups = layer_decay_groups(model, tc.weight_decay, tc.layer_decay, tc.head_lr_scale)
     opt = torch.optim.AdamW(groups, lr=tc.lr, betas=ADAMW_BETAS)
     return model, opt
 

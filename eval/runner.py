@@ -37,6 +37,7 @@ from pathlib import Path
 from eval.results import RUN, SCORES, ResultsError, read_run, read_score
 from eval.taskdir import LABEL_VOCABULARY, METADATA, TaskError, check_task, find_tasks, plain_name, task_splits
 from hear_maeast.errors import BadInput, WorkFailed
+from hear_maeast.files import atomic_write
 from hear_maeast.provenance import file_sha256, git_commit
 
 DEFAULT_MODULE = "hear_maeast"
@@ -82,8 +83,6 @@ def _log(msg: str) -> None:
 
 
 def _write_json(path: Path, obj) -> None:
-    from hear_maeast.checkpoint import atomic_write  # torch: not needed to refuse bad options
-
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2)))
 
 

@@ -2,8 +2,8 @@
 
 Long audio is encoded in chunks of the preset's `input_frames` (MSM-MAE: its fixed input length, padded as the
 official runtime does; MAE-AST: 1024 frames by default), so memory does not grow with attention over the clip.
-The official MAE-AST attends over a whole clip: past one chunk we differ on purpose (README, "Use it as a HEAR
-module").
+The official MAE-AST attends over a whole clip: past one chunk we differ on purpose (docs/hear-api.md,
+"Options, input and outputs").
 
 Timestamps. A patch model sees time in columns of `pw` frames (16 frames = 160 ms for 16x16 patches). To give an
 embedding every <= 50 ms we run `shifts` passes over the spectrogram, pass s starting s * pw / shifts frames later,
@@ -42,11 +42,11 @@ MAX_PEAK = 8.0  # audio is float in [-1, 1]; a louder peak is refused (int16-sca
 
 
 def load_model(model_file_path: str = "", **model_options) -> MaskedAutoencoder:
-    """Load a model for HEAR. No path: the bundled default weights (see README, "Default weights").
+    """Load a model for HEAR. No path: the bundled default weights (hear_maeast/weights/MODEL_CARD.md).
 
     model_options: layer (int, 1-based encoder block to read; -1 = last), norm_stats ([mean, std] replacing the
     stored normalisation), device ("cpu", "cuda", ...), max_batch (sequences per forward pass),
-    trust_pickle / input_frames / patch_size (official checkpoints, see README "Using the authors' weights").
+    trust_pickle / input_frames / patch_size (official checkpoints, see docs/hear-api.md, "The authors' weights").
     """
     unknown = sorted(set(model_options) - set(MODEL_OPTIONS))
     if unknown:

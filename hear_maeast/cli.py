@@ -19,6 +19,7 @@ import click
 
 from hear_maeast import __version__
 from hear_maeast.errors import BadInput, Group
+from hear_maeast.files import atomic_write
 from hear_maeast.provenance import file_sha256
 
 # name -> "module:attribute" of a click.Command
@@ -134,7 +135,6 @@ def embed(audio, model_path, model_options, device, timestamps, output):
 
     import hear_maeast
     from hear_maeast.audio import load_audio
-    from hear_maeast.checkpoint import atomic_write
 
     options = parse_model_options(model_options)
     if device is not None:

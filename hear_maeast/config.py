@@ -86,7 +86,7 @@ class ModelConfig:
 
     @property
     def shifts(self) -> int:
-        """Shifted passes per column so that the timestamp hop is <= max_hop_ms (README: timestamps)."""
+        """Shifted passes per column so that the timestamp hop is <= max_hop_ms (docs/hear-api.md: timestamps)."""
         pw = self.patch_size[1]
         for n in range(1, pw + 1):
             if pw % n == 0 and pw * self.frame_ms / n <= self.max_hop_ms:

@@ -1,4 +1,4 @@
-"""Pretraining data: where the clips are and how one clip's features are read (README, "Pretraining data").
+"""Pretraining data: where the clips are and how one clip's features are read (docs/pretraining.md, "Data").
 
 `open_source(data, cfg)` turns `--data` into one of three sources, each an index held in a few numpy arrays (no
 Python object per clip, so memory stays flat in the corpus size and forked loader workers share it):

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from hear_maeast import __version__
-from hear_maeast.checkpoint import atomic_write
+from hear_maeast.files import atomic_write
 from hear_maeast.errors import BadInput
 from hear_maeast.provenance import git_commit
 from hear_maeast.timing import HOP, SAMPLE_RATE

@@ -1,6 +1,6 @@
 """`hear-maeast finetune` on real task folders: heareval's splits and metrics, score files that `table` reads, event
 tasks shown as n/a, resume after a SIGKILL and determinism. Micro presets and 2 epochs: these check the machinery;
-the quality comparison is measured in the README ("Fine-tuning"), not asserted on tiny tasks.
+the quality comparison is measured in docs/finetuning.md, not asserted on tiny tasks.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import pytest
 import torch
 
 from eval import synth
-from eval.finetune import SceneClassifier, aggregate_folds, data_splits, param_groups
+from eval.finetune import SceneClassifier, aggregate_folds, data_splits
 from eval.resample import resample_tree
 from eval.speech_commands import build
+from hear_maeast.optim import layer_decay_groups
 
 from conftest import run_env, shared_file
 
@@ -89,7 +90,7 @@ def test_layer_wise_lr_decay_follows_mae(micro_checkpoints):
 
     def scales(preset, layer):
         clf = SceneClassifier(hear_maeast.load_model(str(micro_checkpoints[preset]), layer=layer), nlabels=2)
-        groups = param_groups(clf, weight_decay=0.05, layer_decay=0.5)
+        groups = layer_decay_groups(clf, weight_decay=0.05, layer_decay=0.5)
         found = {n: (g["lr_scale"], g["weight_decay"]) for g in groups for n in g["names"]}
         trained = {n for n, p in clf.named_parameters() if p.requires_grad}
         return found, trained
@@ -109,7 +110,7 @@ def test_layer_wise_lr_decay_follows_mae(micro_checkpoints):
     assert found["backbone.encoder.norm.weight"][0] == 0.125
 
     clf = SceneClassifier(hear_maeast.load_model(str(micro_checkpoints["msm-mae-micro"])), nlabels=2)
-    groups = param_groups(clf, weight_decay=0.05, layer_decay=0.5, head_lr_scale=10.0)  # SSAST's head_lr
+    groups = layer_decay_groups(clf, weight_decay=0.05, layer_decay=0.5, head_lr_scale=10.0)  # SSAST's head_lr
     assert {n: g["lr_scale"] for g in groups for n in g["names"]}["head.bias"] == 10.0
 
 
