@@ -60,7 +60,7 @@ from torch import nn
 from tqdm import tqdm
 
 from eval.results import FINETUNED_SUFFIX, NOT_APPLICABLE, SCORES
-from eval.taskdir import EVENT, LABEL_VOCABULARY, TaskError, check_task, find_tasks
+from eval.taskdir import EVENT, LABEL_VOCABULARY, TaskError, check_task, find_tasks, plain_name
 from hear_maeast.files import atomic_write
 from hear_maeast.errors import BadInput, WorkFailed
 from hear_maeast.model import MaskedAutoencoder, pool_scene, tokens_to_columns
@@ -582,7 +582,7 @@ def finetuned_name(model_path: str, name: str | None) -> str:
     probe rows; a --name without the suffix gets it."""
     from eval.runner import DEFAULT_MODULE, model_name
 
-    name = name or model_name(DEFAULT_MODULE, model_path)
+    name = plain_name(name or model_name(DEFAULT_MODULE, model_path), "--name", BadInput)  # eval's check
     return name if name.endswith(FINETUNED_SUFFIX) else name + FINETUNED_SUFFIX
 
 
@@ -623,9 +623,9 @@ def run_finetune(tasks_dir: Path, out: Path, model_path: str = "", name: str | N
     """
     tc = (tc or FinetuneConfig()).resolved()
     tc.check()
+    name = finetuned_name(model_path, name)
     scene, event = select_tasks(tasks_dir, only)
     template = load_backbone(model_path, tc.layer)
-    name = finetuned_name(model_path, name)
     config = run_config(name, model_path, tasks_dir, template, tc)
     run_dir = start_run(Path(out), name, config)
     _log(f"{template.cfg.name} ({model_path or 'default weights'}), {tc.epochs} epochs, {tc.precision} on "
