@@ -34,9 +34,9 @@ from pathlib import Path
 
 import click
 import numpy as np
-import soundfile as sf
 
 from eval.runner import model_name
+from eval.taskdir import read_audio
 from hear_maeast.timing import SAMPLE_RATE
 
 SPOKEN_DIGIT = "hear-2021.0.6-spoken_digit-1.0.9-small-44100.tar.gz"
@@ -94,7 +94,7 @@ def quiet_tasks(tasks_dir: Path, sample_rate: int = SAMPLE_RATE) -> list[str]:
     16-bit PCM: the official small spoken-digit archive is such a task, and no model can do much there."""
     notes = []
     for task in sorted(p for p in Path(tasks_dir).iterdir() if (p / str(sample_rate)).is_dir()):
-        peaks = [float(np.abs(sf.read(w, dtype="float32")[0]).max(initial=0.0))
+        peaks = [float(np.abs(read_audio(w)[0]).max(initial=0.0))
                  for w in sorted((task / str(sample_rate)).glob("*/*.wav"))]
         if peaks and max(peaks) < 10 ** (QUIET_DBFS / 20):
             lo, hi = round(min(peaks) * 32768), round(max(peaks) * 32768)

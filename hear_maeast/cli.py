@@ -69,17 +69,9 @@ def parse_device(value: str | None):
     """'cpu', 'cuda', 'cuda:1', 'mps' ... -> torch.device, or BadInput saying what this machine has."""
     if value is None:
         return None
-    import torch
+    from hear_maeast.api import resolve_device
 
-    try:
-        device = torch.device(value)
-    except (RuntimeError, ValueError):
-        raise BadInput(f"--device {value!r} is not a device; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
-        raise BadInput(f"--device {value!r}: this machine has {torch.cuda.device_count()} CUDA device(s); use cpu")
-    if device.type not in ("cpu", "cuda") and not getattr(torch, device.type).is_available():
-        raise BadInput(f"--device {value!r}: {device.type} is not available here; use cpu")
-    return device
+    return resolve_device(value, "--device")
 
 
 def parse_model_options(text: str) -> dict:
