@@ -44,7 +44,6 @@ uninterrupted one: all randomness of an epoch is drawn from generators seeded by
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import math
 import shutil
@@ -54,7 +53,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -63,7 +61,8 @@ from tqdm import tqdm
 from eval.results import FINETUNED_SUFFIX, NOT_APPLICABLE, SCORES
 from eval.runs import (DEFAULT_MODULE, FINETUNE, copy_task_files, model_name, open_run, package_version, same_task,
                        select_tasks, weights_file, write_json)
-from eval.taskdir import EVENT, LABEL_VOCABULARY, TaskError, check_task, read_metadata
+from eval.taskdir import (EVENT, SceneClips, TaskError, check_task, clip_batches, label_indices, read_clip,
+                          read_metadata, scene_clips)
 from hear_maeast.files import atomic_write
 from hear_maeast.errors import BadInput, WorkFailed
 from hear_maeast.model import MaskedAutoencoder, pool_scene, tokens_to_columns
@@ -75,7 +74,6 @@ MIXUP_BETA = 10.0  # SSAST's dataloader: lambda ~ Beta(10, 10)
 SPECAUG_FRACTION = 3 / 16  # SSAST ESC-50: freqm 24 of 128 bins, timem 96 of 512 frames
 HEAD_INIT_STD = 2e-5  # MAE fine-tuning: trunc_normal_(head.weight, std=2e-5)
 ADAMW_BETAS = (0.9, 0.999)
-EVAL_BATCH_SAMPLES = 32 * 10 * SAMPLE_RATE  # clips read at once for evaluation: 20 MB of audio, whatever their length
 
 
 @dataclass
@@ -162,49 +160,31 @@ def aggregate_folds(results: dict[str, dict[str, float]]) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------- data
 @dataclass
 class Split:
-    """The clips of one or more task splits: files, targets [N, C] (one-hot or multi-hot), lengths in samples."""
+    """The clips of one or more task splits (eval.taskdir.SceneClips) and their targets [N, C] (one-hot or
+    multi-hot)."""
 
-    files: list[Path]
+    clips: SceneClips
     targets: torch.Tensor
-    samples: list[int]
+
+    @classmethod
+    def read(cls, task_dir: Path, names: list[str], label_to_idx: dict[str, int]) -> "Split":
+        """The splits `names` of a scene task, audio at the model's 16 kHz."""
+        clips = scene_clips(task_dir, names, label_to_idx, SAMPLE_RATE)
+        targets = torch.zeros(len(clips), clips.n_labels)
+        for i, idx in enumerate(clips.labels):
+            targets[i, idx] = 1.0
+        return cls(clips, targets)
+
+    @property
+    def files(self) -> list[Path]:
+        return self.clips.files
+
+    @property
+    def samples(self) -> list[int]:
+        return self.clips.samples
 
     def __len__(self) -> int:
-        return len(self.files)
-
-
-def label_vocabulary(task_dir: Path) -> dict[str, int]:
-    with open(Path(task_dir) / LABEL_VOCABULARY, newline="") as f:
-        return {row["label"]: int(row["idx"]) for row in csv.DictReader(f)}
-
-
-def load_split(task_dir: Path, names: list[str], label_to_idx: dict[str, int]) -> Split:
-    """Files, targets and lengths of the splits `names` of a scene task (audio at the model's 16 kHz)."""
-    files, targets, samples = [], [], []
-    for name in names:
-        labels = json.loads((Path(task_dir) / f"{name}.json").read_text())
-        for file, clip_labels in labels.items():
-            unknown = [label for label in clip_labels if str(label) not in label_to_idx]
-            if unknown:
-                raise BadInput(f"{task_dir.name}/{name}.json: {file} has labels {unknown} that are not in "
-                               f"{LABEL_VOCABULARY}")
-            path = Path(task_dir) / str(SAMPLE_RATE) / name / file
-            info = sf.info(str(path))
-            if info.samplerate != SAMPLE_RATE:
-                raise BadInput(f"{path} is at {info.samplerate} Hz, in the {SAMPLE_RATE} Hz folder of the task")
-            target = torch.zeros(len(label_to_idx))
-            target[[label_to_idx[str(label)] for label in clip_labels]] = 1.0
-            files.append(path)
-            targets.append(target)
-            samples.append(info.frames)
-    if not files:
-        raise BadInput(f"{task_dir.name}: the split(s) {names} hold no clips")
-    return Split(files, torch.stack(targets), samples)
-
-
-def read_clip(path: Path, start: int = 0, stop: int | None = None) -> np.ndarray:
-    """Samples [start, stop) of a wav file as float32 [n], channels averaged."""
-    audio, _ = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
-    return audio.mean(axis=1)
+        return len(self.clips)
 
 
 def crop_batch(split: Split, idx: np.ndarray, crop: int, rng: np.random.Generator) -> torch.Tensor:
@@ -339,27 +319,14 @@ def train_epoch(model: SceneClassifier, opt, fold: Fold, train: Split, tc: Finet
     return float(np.mean(losses))
 
 
-def clip_batches(split: Split, batch_size: int):
-    """Whole clips batched by equal length, at most `batch_size` clips and EVAL_BATCH_SAMPLES samples at once (long
-    clips go a few at a time): yields (clip indices, audio [B, n])."""
-    by_length: dict[int, list[int]] = {}
-    for i, n in enumerate(split.samples):
-        by_length.setdefault(n, []).append(i)
-    for n, idx in by_length.items():
-        per_batch = max(1, min(batch_size, EVAL_BATCH_SAMPLES // n))
-        for b in range(0, len(idx), per_batch):
-            batch = idx[b : b + per_batch]
-            yield batch, torch.from_numpy(np.stack([read_clip(split.files[i]) for i in batch]))
-
-
 @torch.no_grad()
 def predict(model: SceneClassifier, split: Split, tc: FinetuneConfig) -> torch.Tensor:
     """Logits [N, C] of every clip, whole, batched by equal length (clip_batches)."""
     model.eval()
     logits = torch.zeros(len(split), split.targets.shape[1])
-    for batch, audio in clip_batches(split, tc.batch_size):
+    for batch, audio in clip_batches(split.clips, tc.batch_size):
         with _autocast(tc):
-            logits[batch] = model.forward_clips(audio.to(tc.device)).float().cpu()
+            logits[batch] = model.forward_clips(torch.from_numpy(audio).to(tc.device)).float().cpu()
     return logits
 
 
@@ -439,7 +406,7 @@ def run_fold(fold: Fold, template: MaskedAutoencoder, label_to_idx: dict, tc: Fi
     if result_file.is_file():
         _log(f"  {fold.name}: kept (finished earlier)")
         return json.loads(result_file.read_text())
-    train, valid, test = (load_split(fold.task_dir, fold.splits[k], label_to_idx) for k in ("train", "valid", "test"))
+    train, valid, test = (Split.read(fold.task_dir, fold.splits[k], label_to_idx) for k in ("train", "valid", "test"))
     model, opt = new_fold_model(template, len(label_to_idx), fold, tc)
     state = {"epoch": 0, "best": None, "bad_epochs": 0, "history": [], "seconds": 0.0}
     if state_file.is_file():
@@ -518,7 +485,7 @@ def finetune_task(task_dir: Path, task_out: Path, template: MaskedAutoencoder, t
     """Every fold of one scene task, then its test.predicted-scores.json; returns its run.json entry."""
     metadata = check_task(task_dir, SAMPLE_RATE)
     keep_only_this_task(task_dir, task_out)
-    label_to_idx = label_vocabulary(task_dir)
+    label_to_idx = label_indices(task_dir)
     scores = heareval_scores(metadata, label_to_idx)
     by_score = metadata.get("use_scoring_for_early_stopping", True)
     results, best_epochs = {}, {}

@@ -12,27 +12,38 @@ benchmarks/results/resample.json.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
 import soxr
-import torch
 
 from hear_maeast.errors import BadInput
 from hear_maeast.timing import SAMPLE_RATE
 
+if TYPE_CHECKING:
+    import torch
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+
+
+def read_mono(path, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, int]:
+    """Samples [start, stop) of an audio file at its own rate, channels averaged: (float32 [n], sample rate).
+    soundfile's errors as they are (callers name the file in their own terms)."""
+    data, sr = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)  # [N, C]
+    return np.ascontiguousarray(data.mean(axis=1)), sr  # [N]
 
 
 def load_audio(path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """Decode `path` to float32 mono at `sample_rate`: [n_samples]. Raises BadInput (a ValueError) naming the file."""
+    import torch  # here: task reading (eval/taskdir.py) uses this module without torch
+
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # [N, C]
+        mono, sr = read_mono(path)
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
         raise BadInput(f"{path}: cannot decode audio ({e}); expected a wav, flac or ogg file") from e
-    if len(data) == 0:
+    if len(mono) == 0:
         raise BadInput(f"{path}: the file holds no audio (0 samples); remove it or record something")
-    mono = np.ascontiguousarray(data.mean(axis=1))  # [N]
     return torch.from_numpy(resample(mono, sr, sample_rate) if sr != sample_rate else mono)
 
 
