@@ -64,6 +64,7 @@ from eval.runs import (DEFAULT_MODULE, FINETUNE, copy_task_files, model_name, op
 from eval.taskdir import (EVENT, SceneClips, TaskError, check_task, clip_batches, label_indices, read_clip,
                           read_metadata, scene_clips)
 from hear_maeast.files import atomic_write
+from hear_maeast.api import get_scene_embeddings, tail_rule
 from hear_maeast.errors import BadInput, WorkFailed
 from hear_maeast.model import MaskedAutoencoder, pool_scene, tokens_to_columns
 from hear_maeast.optim import layer_decay_groups, lr_at
@@ -228,27 +229,16 @@ class SceneClassifier(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def forward_spec(self, spec: torch.Tensor) -> torch.Tensor:
-        """Training path on one chunk: spec [B, F, T <= input_frames] -> logits [B, C].
-
-        Pooled as the HEAR API pools a clip of T frames: MSM-MAE padded to the fixed grid (the columns made only of
-        padding left out); MAE-AST whole tokens only, the partial last one dropped as the official model's nn.Unfold
-        does (a clip shorter than one token padded to one). docs/design.md, "The MAE-AST tail".
-        """
+        """Training path on one chunk: spec [B, F, T <= input_frames] -> logits [B, C], pooled as the HEAR API pools
+        a clip of T frames (hear_maeast.api.tail_rule: MSM-MAE padded to the fixed grid, MAE-AST whole tokens)."""
         cfg = self.backbone.cfg
-        pw = cfg.patch_size[1]
-        if cfg.fixed_length:
-            n_cols, span = math.ceil(spec.shape[-1] / pw), cfg.input_frames
-        else:
-            n_cols = max(1, spec.shape[-1] // pw)
-            span = n_cols * pw
+        span, n_cols = tail_rule(cfg, spec.shape[-1])
         x = F.pad(spec, (0, span - spec.shape[-1]))[..., :span]  # zeros = the normalised mean, as the API pads
         cols = tokens_to_columns(self.backbone.encode(x, self.backbone.layer), cfg)[:, :n_cols]  # [B, C, Fg*D]
         return self.head(pool_scene(cols, cfg))
 
     def forward_clips(self, audio: torch.Tensor) -> torch.Tensor:
         """Evaluation path: whole clips [B, N] through the HEAR API's chunked scene embedding -> logits [B, C]."""
-        from hear_maeast.api import get_scene_embeddings
-
         return self.head(get_scene_embeddings(audio, self.backbone))
 
 
