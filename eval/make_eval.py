@@ -107,7 +107,7 @@ def drum_task(tasks_dir: Path, cache: Path) -> str:
     """Build the real drum task (its Debian package fetched into CACHE); a one-line reason when it cannot be."""
     from eval.drums import build
     from eval.taskdir import TaskError
-    from hear_maeast.debian import PackageUnavailable
+    from eval.debian import PackageUnavailable
 
     try:
         return str(build(tasks_dir, cache))
