@@ -36,6 +36,11 @@ Layout (each run its own folder, like `hear-maeast eval`):
     RESULTS/<name>/<task>/<fold>.finetune-state.pt     the fold's training state after its last finished epoch
     RESULTS/<name>/<task>/not-applicable.json          an event task: not fine-tuned (`table` shows n/a)
     RESULTS/<name>/<task>/failed.json                  what went wrong, when it did
+    RESULTS/<name>/<task>/task_metadata.json, labelvocabulary.csv, <split>.json   copies of the task's files: the
+                                                       task's results are kept only while they equal them
+
+The run-folder rules are eval/runs.py's, as for `hear-maeast eval`: a folder of other weights or options is refused,
+or replaced with --replace-stale (`make eval` passes it); a task whose files changed is fine-tuned again.
 
 Every file is written atomically, so a killed run resumes at its last finished epoch with the same result as an
 uninterrupted one: all randomness of an epoch is drawn from generators seeded by (seed, fold, epoch).
