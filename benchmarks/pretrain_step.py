@@ -90,7 +90,8 @@ def build(cfg, path: str, device: torch.device, autocast=nullcontext()):
     mask_cfg is the preset with the mask ratio under test. Forwards run under `autocast`, losses outside it."""
     from pretrain.losses import pretrain_loss
     from hear_maeast.masking import make_mask
-    from pretrain.train import RECIPES, build_optimizer
+    from pretrain.recipes import RECIPES
+    from pretrain.train import build_optimizer
     from ssast_baseline import SSASTStyle, full_pass_loss, ssast_loss
     from hear_maeast.model import MaskedAutoencoder
 

@@ -154,7 +154,8 @@ def select_tasks(tasks_dir: Path, only: tuple[str, ...] = (), sample_rate: int |
     tasks = find_tasks(Path(tasks_dir))
     missing = set(only) - {t.name for t in tasks}
     if missing:
-        raise BadInput(f"--task {sorted(missing)}: no such task folder in {tasks_dir}; it has {[t.name for t in tasks]}")
+        raise BadInput(f"--task {sorted(missing)}: no such task folder in {tasks_dir}; "
+                       f"it has {[t.name for t in tasks]}")
     tasks = [t for t in tasks if not only or t.name in only]
     for task in tasks:
         check_task(task, sample_rate)
