@@ -63,8 +63,10 @@ def read_run(model_dir: Path) -> dict | None:
     except ValueError as e:
         raise ResultsError(f"{path} cannot be read ({type(e).__name__}: {e}); delete {model_dir} and evaluate the "
                            f"model again") from e
-    if not isinstance(run, dict):
-        raise ResultsError(f"{path} must hold a JSON object; delete {model_dir} and evaluate the model again")
+    tasks = run.get("tasks", {}) if isinstance(run, dict) else None
+    if not (isinstance(tasks, dict) and all(isinstance(v, dict) for v in tasks.values())):
+        what = "a JSON object" if not isinstance(run, dict) else "`tasks` as an object of {task: record}"
+        raise ResultsError(f"{path} must hold {what}; delete {model_dir} and evaluate the model again")
     return run
 
 

@@ -12,7 +12,6 @@ benchmarks/results/resample.json.
 from __future__ import annotations
 
 import os
-import stat
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, NamedTuple
@@ -22,14 +21,13 @@ import soundfile as sf
 import soxr
 
 from hear_maeast.errors import BadInput
+from hear_maeast.files import open_regular
 from hear_maeast.timing import SAMPLE_RATE
 
 if TYPE_CHECKING:
     import torch
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
-_KINDS = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
 
 
 class AudioInfo(NamedTuple):
@@ -37,24 +35,6 @@ class AudioInfo(NamedTuple):
     samplerate: int
     channels: int
     subtype: str
-
-
-def open_regular(path) -> int:
-    """A read-only descriptor of `path` once it is known to be a regular file (after symlinks), else BadInput naming
-    it. Opened non-blocking and checked with fstat before a byte is read: a named pipe `x.wav` would block a reader
-    forever, a link to /dev/zero would never end, and checking after the open leaves no window to swap the file."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as e:
-        raise BadInput(f"{path}: cannot open ({e.strerror}); expected a readable audio file") from None
-    mode = os.fstat(fd).st_mode
-    if stat.S_ISREG(mode):
-        os.set_blocking(fd, True)
-        return fd
-    os.close(fd)
-    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
-    raise BadInput(f"{path} is {kind}, not a regular file; only regular audio files are read (replace it or "
-                   "remove it)")
 
 
 @contextmanager
