@@ -15,9 +15,10 @@ published PyTorch measurements, but the saving on this model is not yet measured
 --check` measures it). Shorter runs (tests, smoke runs) stay eager; `--compile` / `--no-compile` decide either way.
 On CPU, inductor compiles C++ for minutes on a small machine, so it is never the default there.
 
-CUDA graphs (mode "reduce-overhead") replay the whole captured step with one launch: used on CUDA in a single
-process, where every step has the same shapes (fixed crop, fixed batch, the same number of visible tokens per clip);
-not under DDP, whose gradient hooks run outside the graph.
+CUDA graphs (mode "reduce-overhead") replay the captured forward and backward with one launch each: used on CUDA in
+a single process with one micro-batch per update, where every step has the same shapes (fixed crop, fixed batch, the
+same number of visible tokens per clip); not under DDP, whose gradient hooks run outside the graph, nor with
+--accum-steps > 1, whose accumulated gradients would sit in memory the next replay reuses.
 """
 
 from __future__ import annotations
@@ -49,15 +50,17 @@ def mae_loss(model, spec: torch.Tensor, keep: torch.Tensor, mask: torch.Tensor, 
     return pretrain_loss(out, mask, cfg.objective, cfg.norm_pix_loss, n_masked=mask.shape[1] - keep.shape[1])
 
 
-def compile_mode(device: torch.device, world: int = 1) -> str | None:
-    """torch.compile's mode: CUDA graphs on one CUDA device (static shapes), inductor's default elsewhere."""
-    return "reduce-overhead" if device.type == "cuda" and world == 1 else None
+def compile_mode(device: torch.device, graphs: bool = True) -> str | None:
+    """torch.compile's mode: CUDA graphs on a CUDA device when `graphs` (one process, one micro-batch per update),
+    inductor's default elsewhere."""
+    return "reduce-overhead" if device.type == "cuda" and graphs else None
 
 
-def compiled(fn, device: torch.device, world: int = 1, backend: str = "inductor"):
+def compiled(fn, device: torch.device, graphs: bool = True, backend: str = "inductor"):
     """fn under torch.compile: static shapes (dynamic=False: a changed shape recompiles rather than generalises;
-    the pretraining shapes never change), CUDA graphs where `compile_mode` allows them."""
-    mode = compile_mode(device, world) if backend == "inductor" else None
+    the pretraining shapes never change), CUDA graphs where `compile_mode` allows them. graphs False: no CUDA graphs
+    (DDP's hooks run outside a graph; accumulated gradients would live in memory the next replay reuses)."""
+    mode = compile_mode(device, graphs) if backend == "inductor" else None
     return torch.compile(fn, dynamic=False, backend=backend, mode=mode)
 
 
