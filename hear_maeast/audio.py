@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import TYPE_CHECKING, Iterator, NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -23,6 +23,9 @@ import soxr
 from hear_maeast.errors import BadInput
 from hear_maeast.files import open_regular
 from hear_maeast.timing import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    import torch
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 
@@ -69,14 +72,20 @@ def read_audio(path, start: int = 0, stop: int | None = None) -> tuple[np.ndarra
             raise BadInput(f"{path}: cannot decode audio ({e}); expected a wav, flac or ogg file") from e
 
 
-def load_audio(path, sample_rate: int = SAMPLE_RATE) -> "torch.Tensor":
+def read_mono(path, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, int]:
+    """Samples [start, stop) of an audio file at its own rate, channels averaged: (float32 [n], sample rate);
+    BadInput naming the file when it cannot be read (see read_audio)."""
+    data, sr = read_audio(path, start, stop)  # [N, C]
+    return np.ascontiguousarray(data.mean(axis=1)), sr  # [N]
+
+
+def load_audio(path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """Decode `path` to float32 mono at `sample_rate`: [n_samples]. Raises BadInput (a ValueError) naming the file."""
     import torch  # here only: the task commands read audio through this module without torch
 
     data, sr = read_audio(path)  # [N, C]
     if len(data) == 0:
         raise BadInput(f"{path}: the file holds no audio (0 samples); remove it or record something")
-    mono = np.ascontiguousarray(data.mean(axis=1))  # [N]
     return torch.from_numpy(resample(mono, sr, sample_rate) if sr != sample_rate else mono)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -197,3 +198,35 @@ def test_event_tasks_and_bad_options_are_refused_before_any_work(ft_tasks, tmp_p
     layer = hear_maeast("finetune", "--tasks-dir", ft_tasks, "--task", COMMANDS, "--layer", 99, "--out", tmp_path / "r")
     assert layer.returncode == 2 and "layer=99: expected an int in 1..6 or -1" in layer.stderr
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow  # three fine-tuning subprocesses of one epoch on a micro model: ~25 s
+def test_make_eval_finetunes_again_after_the_weights_or_the_task_change(micro_checkpoints, tmp_path):
+    """`make eval` in the same work/ after the weights changed (a package upgrade: same name, other sha256) replaces
+    the stale fine-tuning results instead of stopping; a task rebuilt under the same name is fine-tuned again."""
+    from eval.make_eval import finetune_command
+    from hear_maeast.checkpoint import save_checkpoint
+    from hear_maeast.config import get_preset
+    from hear_maeast.model import MaskedAutoencoder
+
+    tasks, results, ckpt = tmp_path / "tasks", tmp_path / "results", tmp_path / "model.safetensors"
+    synth.write_suite(tasks, only=("synth_pitch",))
+    ckpt.write_bytes(micro_checkpoints["msm-mae-micro"].read_bytes())
+    cmd = finetune_command(tasks, results, 1, str(ckpt))
+    run = lambda: subprocess.run(cmd, capture_output=True, text=True, env=run_env(), timeout=600)  # noqa: E731
+    run_json = results / "hear_maeast-model-finetuned" / "run.json"
+    first = run()
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+
+    torch.manual_seed(1)  # the new weights, under the same name
+    save_checkpoint(MaskedAutoencoder(get_preset("msm-mae-micro")), ckpt)
+    second = run()
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "they are not this model's (--replace-stale)" in second.stdout and "kept" not in second.stdout
+    assert json.loads(run_json.read_text())["model_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+
+    shutil.rmtree(tasks / "synth_pitch-v1.0-small")
+    synth.write_suite(tasks, seed=1, only=("synth_pitch",))  # the same task name, other clips and labels
+    third = run()
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    assert "kept (finished earlier)" not in third.stdout and "task files changed" in third.stdout
