@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import re
+import socket
 import stat
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 from hear_maeast.errors import BadInput
@@ -60,3 +65,37 @@ def open_regular(path) -> int:
     os.close(fd)
     kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
     raise BadInput(f"{path} is {kind}, not a regular file; only regular files are read (replace it or remove it)")
+
+
+LOCK_FILE = ".lock"
+
+
+class FolderLock:
+    """An exclusive, non-blocking flock on FOLDER/.lock, held until `release()` or the process's death."""
+
+    def __init__(self, folder: Path, option: str = "--out"):
+        self.folder, self.option, self.fd = Path(folder), option, None
+
+    def acquire(self) -> "FolderLock":
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise BadInput(f"{self.option} {self.folder} is in use by another process ({holder}); wait for it to "
+                               f"finish or stop it, or choose another {self.option}") from None
+            print(f"warning: cannot lock {self.folder / LOCK_FILE} ({e.strerror}; the file system does not support "
+                  "locks): make sure no other process uses this folder", file=sys.stderr, flush=True)
+            return self
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor releases the lock; the file stays (harmless, hidden)
+            self.fd = None

@@ -376,7 +376,7 @@ def test_pretrain_survives_a_truncated_feature_file(pretrain_lms, tmp_path):
 
 
 def test_pretrain_refuses_a_second_process_on_the_same_run_folder(pretrain_lms, tmp_path):
-    from pretrain.runfolder import FolderLock
+    from hear_maeast.files import FolderLock
 
     lock = FolderLock(tmp_path / "run").acquire()  # as a live run holds it
     try:
