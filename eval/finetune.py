@@ -464,11 +464,8 @@ def finetune_task(task_dir: Path, task_out: Path, template: MaskedAutoencoder, t
 
 def scene_and_event_tasks(tasks_dir: Path, only: tuple[str, ...]) -> tuple[list[Path], list[Path]]:
     """(scene tasks, event tasks) under `tasks_dir` (eval.runs.select_tasks: checked before any work); BadInput when
-    none is a scene task or a task folder is not usable."""
-    try:
-        tasks = select_tasks(tasks_dir, only, SAMPLE_RATE)
-    except TaskError as e:
-        raise BadInput(str(e)) from e
+    none is a scene task, TaskError (exit 1, as `eval`) when a task folder is not usable."""
+    tasks = select_tasks(tasks_dir, only, SAMPLE_RATE)
     scene = [t for t in tasks if read_metadata(t)["embedding_type"] != EVENT]
     event = [t for t in tasks if t not in scene]
     if not scene:
