@@ -841,3 +841,35 @@ def test_finetune_refuses_a_clip_of_zero_samples_by_name(hostile_ft, tmp_path, s
     _h_refused(proc, 1, f"fine-tuning failed on {EVAL_PITCH} (see failed.json")
     assert f"{wav}: the file holds no audio (0 samples)" in _h_json.loads(
         (run / EVAL_PITCH / "failed.json").read_text())["error"]
+
+
+# -- outputs on a read-only location --
+def _h_read_only(folder: Path) -> list[str]:
+    """A command prefix that runs the command with `folder` remounted read-only (a private mount namespace); skips
+    where user namespaces are not allowed."""
+    script = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" || exit 99; exec "$@"'
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, str(folder), "true"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot remount a folder read-only here (unshare: {probe.stderr.strip()[:200]})")
+    return ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, str(folder)]
+
+
+def test_outputs_on_a_read_only_location_are_one_line_and_keep_the_previous_results(hostile_store, tmp_path):
+    """`embed -o` and `table -o` into a read-only folder (every output goes through hear_maeast.files.atomic_write):
+    one line naming the path asked for (before: a temporary name), exit 1, the previous results byte for byte."""
+    audio, store = hostile_store
+    out = tmp_path / "ro"
+    out.mkdir()
+    (out / "x.npz").write_bytes(b"previous embeddings")
+    (out / "table.md").write_text("previous table\n")
+    _h_result(tmp_path / "results" / "m")
+    prefix = _h_read_only(out)
+    before = _pretrain_tree(out)
+    wav = sorted(audio.iterdir())[0]
+    for args, named in ((["embed", wav, "-o", out / "x.npz"], out / "x.npz"),
+                        (["table", tmp_path / "results", "-o", out / "table.md"], out / "table.md")):
+        proc = subprocess.run([*prefix, str(BIN / "hear-maeast"), *map(str, args)], capture_output=True, text=True,
+                              timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore"))
+        _h_refused(proc, 1, f"Read-only file system: {named} (choose a writable output folder)")
+    assert _pretrain_tree(out) == before
