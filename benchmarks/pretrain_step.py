@@ -93,8 +93,9 @@ def build(cfg, path: str, device: torch.device, precision: str = "fp32", compile
     timed steps. compile_: loss_fn under `pretrain.step.compiled`, as training compiles its step."""
     from hear_maeast.masking import make_mask
     from hear_maeast.model import MaskedAutoencoder
+    from pretrain.recipes import RECIPES
     from pretrain.step import compiled, mae_loss
-    from pretrain.train import RECIPES, build_optimizer
+    from pretrain.train import build_optimizer
     from ssast_baseline import SSASTStyle, full_pass_loss, ssast_loss
 
     recipe = RECIPES[cfg.family]

@@ -63,8 +63,10 @@ def read_run(model_dir: Path) -> dict | None:
     except ValueError as e:
         raise ResultsError(f"{path} cannot be read ({type(e).__name__}: {e}); delete {model_dir} and evaluate the "
                            f"model again") from e
-    if not isinstance(run, dict):
-        raise ResultsError(f"{path} must hold a JSON object; delete {model_dir} and evaluate the model again")
+    tasks = run.get("tasks", {}) if isinstance(run, dict) else None
+    if not (isinstance(tasks, dict) and all(isinstance(v, dict) for v in tasks.values())):
+        what = "a JSON object" if not isinstance(run, dict) else "`tasks` as an object of {task: record}"
+        raise ResultsError(f"{path} must hold {what}; delete {model_dir} and evaluate the model again")
     return run
 
 
@@ -154,7 +156,8 @@ def select_tasks(tasks_dir: Path, only: tuple[str, ...] = (), sample_rate: int |
     tasks = find_tasks(Path(tasks_dir))
     missing = set(only) - {t.name for t in tasks}
     if missing:
-        raise BadInput(f"--task {sorted(missing)}: no such task folder in {tasks_dir}; it has {[t.name for t in tasks]}")
+        raise BadInput(f"--task {sorted(missing)}: no such task folder in {tasks_dir}; "
+                       f"it has {[t.name for t in tasks]}")
     tasks = [t for t in tasks if not only or t.name in only]
     for task in tasks:
         check_task(task, sample_rate)

@@ -116,8 +116,14 @@ def table_rows(tasks: list[str], models: list[ModelResults], facts: dict[str, Ta
     return out
 
 
+def md_cell(text: str) -> str:
+    """One Markdown table cell of any text: a name holding `|` or a newline (from --name, run.json, a folder) stays
+    in its cell instead of forging columns or rows."""
+    return " ".join(str(text).replace("\\", "\\\\").replace("|", "\\|").split())
+
+
 def to_markdown(table: list[list[str]]) -> str:
-    header, *body = table
+    header, *body = [[md_cell(cell) for cell in row] for row in table]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in body]
     return "\n".join(lines) + "\n"
@@ -178,7 +184,7 @@ def write_table(paths: list[Path], markdown: Path | None = None, csv_path: Path 
     if against:
         from eval.paired import paired_note, paired_rows  # reads heareval's predictions: brings torch
 
-        md += "\n" + to_markdown(paired_rows(tasks, models, facts, against)) + "\n" + paired_note(against) + "\n"
+        md += "\n" + to_markdown(paired_rows(tasks, models, facts, against)) + "\n" + paired_note(md_cell(against)) + "\n"
     if markdown:
         _write_text(markdown, md)
     if csv_path:

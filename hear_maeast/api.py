@@ -142,6 +142,22 @@ def _above(value: float, limit: float) -> str:
     return next((text for digits in range(6, 18) if float(text := f"{value:.{digits}g}") > limit), repr(value))
 
 
+def tail_rule(cfg, n_frames: int) -> tuple[int, int]:
+    """The tail and padding rule of a clip of `n_frames` frames (n_frames >= 1): (span, n_cols). The encoder sees the
+    frames zero-padded (zeros = the normalised mean) or cut to `span`; its first `n_cols` columns are the clip's.
+
+    MSM-MAE (fixed grid): padded to whole chunks, as the official runtime pads; the columns made only of padding
+    left out. MAE-AST (1-D positions): whole tokens only, the partial last one dropped as the official model's
+    nn.Unfold does; a clip shorter than one token padded to one. docs/design.md, "The MAE-AST tail". Fine-tuning
+    (eval/finetune.py) pools its training crops by the same rule.
+    """
+    pw = cfg.patch_size[1]
+    if cfg.fixed_length:
+        return math.ceil(n_frames / cfg.input_frames) * cfg.input_frames, max(1, math.ceil(n_frames / pw))
+    n_cols = max(1, n_frames // pw)
+    return n_cols * pw, n_cols
+
+
 @torch.no_grad()
 def encode_columns(model: MaskedAutoencoder, spec: torch.Tensor) -> torch.Tensor:
     """Chunked encoding: spec [M, F, T] (T a multiple of the patch width) -> columns [M, T / pw, F_grid * D]."""
@@ -170,7 +186,7 @@ def _padded_passes(model: MaskedAutoencoder, spec: torch.Tensor, shifts: int, le
     """
     cfg = model.cfg
     step = cfg.patch_size[1] // shifts
-    span = math.ceil(length / cfg.input_frames) * cfg.input_frames  # 2-D positions need whole chunks
+    span, _ = tail_rule(cfg, length)  # 2-D positions need whole chunks
     padded = F.pad(spec, (0, span + (shifts - 1) * step - spec.shape[-1]))  # zeros = the normalised mean
     views = torch.stack([padded[..., s * step : s * step + span] for s in range(shifts)], dim=1)  # [B, S, F, span]
     cols = encode_columns(model, views.flatten(0, 1))  # [B*S, span/pw, Dc]
@@ -206,7 +222,7 @@ def _columns(model: MaskedAutoencoder, audio: torch.Tensor, shifts: int) -> torc
     step = pw // shifts
     n_frames = model.frontend.num_frames(audio.shape[1])
     if not cfg.fixed_length and n_frames < pw:  # shorter than one token: the official model gives none, we give one
-        return encode_columns(model, F.pad(model.frontend(audio), (0, pw - n_frames)))  # [B, 1, Dc], zeros = the mean
+        return encode_columns(model, F.pad(model.frontend(audio), (0, tail_rule(cfg, n_frames)[0] - n_frames)))
     passes = _padded_passes if cfg.fixed_length else _whole_token_passes
     seg = cfg.input_frames * SEGMENT_CHUNKS  # a whole number of chunks: segments split where chunks split
     parts = []
@@ -276,6 +292,6 @@ def get_scene_embeddings(audio: torch.Tensor, model: MaskedAutoencoder) -> torch
     """
     audio = _check(audio, model)
     cfg = model.cfg
-    n_cols = max(1, math.ceil(model.frontend.num_frames(audio.shape[1]) / cfg.patch_size[1]))  # MAE-AST: fewer
+    _, n_cols = tail_rule(cfg, model.frontend.num_frames(audio.shape[1]))
     cols = _finite(_columns(model, audio, 1)[:, :n_cols], model)  # [n, C, Fg*D]
     return pool_scene(cols, cfg).float()

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
+
+from hear_maeast.errors import BadInput
+
+_KINDS = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
 
 
 def atomic_write(path: Path, write) -> None:
@@ -37,3 +43,20 @@ def _naming(e: BaseException, path: Path) -> BaseException:
         return OSError(e.errno, e.strerror or str(e), str(path))
     m = re.search(r"os error (\d+)", str(e)) if isinstance(e, Exception) else None
     return OSError(int(m[1]), os.strerror(int(m[1])), str(path)) if m else e
+
+
+def open_regular(path) -> int:
+    """A read-only descriptor of `path` once it is known to be a regular file (after symlinks), else BadInput naming
+    it. Opened non-blocking and checked with fstat before a byte is read: a named pipe `x.wav` would block a reader
+    forever, a link to /dev/zero would never end, and checking after the open leaves no window to swap the file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise BadInput(f"{path}: cannot open ({e.strerror}); expected a readable file") from None
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISREG(mode):
+        os.set_blocking(fd, True)
+        return fd
+    os.close(fd)
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    raise BadInput(f"{path} is {kind}, not a regular file; only regular files are read (replace it or remove it)")

@@ -10,6 +10,7 @@ import click
 
 from hear_maeast.config import PRESETS
 from hear_maeast.errors import BadInput, Command
+from pretrain.recipes import defaults
 
 SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 
@@ -51,11 +52,11 @@ DATA_HELP = ("A `hear-maeast features` store; a folder of MSM-MAE/M2D log-mel .n
 @click.option("--num-workers", type=click.IntRange(min=0), help="Loader processes per training process, reading, cropping and masking batches (0: in the training process) [default: min(8, cores per process - 1)].")
 @click.option("--prefetch", default=4, type=click.IntRange(min=1), help="Micro-batches each loader worker prepares ahead.")
 @click.option("--norm-stats", nargs=2, type=float, help="MEAN STD of the features [default: the store's, else from up to 10,000 clips].")
-@click.option("--lr", type=float, help="Peak learning rate [default: MSM-MAE 1.5e-4 x global batch / 128; MAE-AST 1e-4].")
-@click.option("--weight-decay", type=float, help="[default: MSM-MAE 0.05, not on biases/norms/tokens; MAE-AST 0.01]")
-@click.option("--clip-grad", type=float, help="Gradient norm clip, 0 = off [default: MSM-MAE off; MAE-AST 10].")
-@click.option("--schedule", type=click.Choice(["cosine", "poly", "constant"]), help="After warm-up [default: MSM-MAE cosine; MAE-AST poly].")
-@click.option("--warmup-steps", type=click.IntRange(min=0), help="Linear warm-up updates [default: 10% (MSM-MAE) / 8% (MAE-AST) of the total].")
+@click.option("--lr", type=float, help=f"Peak learning rate [default: {defaults('lr')}].")
+@click.option("--weight-decay", type=float, help=f"[default: {defaults('weight_decay')}]")
+@click.option("--clip-grad", type=float, help=f"Gradient norm clip, 0 = off [default: {defaults('clip_grad')}].")
+@click.option("--schedule", type=click.Choice(["cosine", "poly", "constant"]), help=f"After warm-up [default: {defaults('schedule')}].")
+@click.option("--warmup-steps", type=click.IntRange(min=0), help=f"Linear warm-up updates [default: {defaults('warmup_frac')}].")
 @click.option("--warmup-epochs", type=click.FloatRange(min=0), help="Warm-up in epochs (instead of --warmup-steps).")
 @click.option("--mask-ratio", type=click.FloatRange(0, 1, max_open=True), help="[default: the preset's, 0.75; it must mask at least one token]")
 @click.option("--mask-kind", type=click.Choice(["random", "chunk"]), help="[default: the preset's]")

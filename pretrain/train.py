@@ -40,17 +40,11 @@ from hear_maeast.optim import decay_groups, lr_at
 from hear_maeast.provenance import git_commit
 from pretrain.data import FeatureStore, Source, open_source
 from pretrain.loader import MicroBatches, Plan, clip_sums, loader, mean_std, stats_sample
+from pretrain.recipes import RECIPES
 from pretrain.runfolder import FolderLock, clear_temporaries, load_state, open_log, save_state
 from pretrain.step import compile_by_default, compiled, mae_loss, mark_step
 
 MODEL_FILE, STATE_FILE, LOG_FILE, TENSORBOARD = "model.safetensors", "train_state.pt", "log.csv", "tensorboard"
-# The papers' recipes (docs/design.md, "Pretraining"). MAE-AST's fairseq Adam decays weights decoupled, i.e. AdamW.
-RECIPES = {
-    "msm-mae": dict(betas=(0.9, 0.95), eps=1e-8, weight_decay=0.05, lr=1.5e-4, lr_per_batch=128,
-                    schedule="cosine", warmup_frac=0.1, clip_grad=0.0, no_decay_on_1d=True),
-    "mae-ast": dict(betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, lr=1e-4, lr_per_batch=None,
-                    schedule="poly", warmup_frac=0.08, clip_grad=10.0, no_decay_on_1d=False),
-}
 
 
 @dataclass

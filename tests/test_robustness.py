@@ -440,6 +440,7 @@ def test_api_weights_that_overflow_raise_instead_of_returning_nan():
 # ---- files that are not what they seem, stores, tables, names (issue 23) ---------------------------------------
 # Real subprocesses on real files. Each test failed before its fix.
 import json as _h_json  # noqa: E402
+import re  # noqa: E402
 import shutil as _h_shutil  # noqa: E402
 
 
@@ -591,3 +592,121 @@ def test_features_on_a_finished_store_of_other_audio_is_refused(hostile_store, t
     proc = _h_cli("features", audio, store, "--preset", "msm-mae-micro", "--workers", 0)
     assert proc.returncode == 0 and f"already complete (4 clips of {audio})" in proc.stderr, proc.stderr
     assert tree() == before
+
+
+# -- tables: names, scores, predictions, run.json --
+def _h_result(model: Path, task: str = "t-v1-small", score=0.5, target=(0, 1, 2, 3), predicted=(0, 1, 2, 0),
+              names=None, run: dict | None = None) -> Path:
+    """A model's results folder as `hear-maeast eval` leaves it: heareval's copies of a 4-label scene task, a score
+    file and a test.predictions.pkl (and a run.json when given). `names`: the test clips (default test_0.wav ...)."""
+    from test_paired import write_predictions
+
+    out = model / task
+    out.mkdir(parents=True)
+    (out / "task_metadata.json").write_text(_h_json.dumps({
+        "task_name": "t", "embedding_type": "scene", "prediction_type": "multiclass", "split_mode": "trainvaltest",
+        "evaluation": ["top1_acc"], "splits": ["train", "valid", "test"]}))
+    (out / "labelvocabulary.csv").write_text("idx,label\n" + "".join(f"{i},l{i}\n" for i in range(4)))
+    names = names or [f"test_{i}.wav" for i in range(len(target))]
+    for split, clips in (("train", [f"train_{i}.wav" for i in range(4)]), ("valid", ["valid_0.wav", "valid_1.wav"]),
+                         ("test", names)):
+        (out / f"{split}.json").write_text(_h_json.dumps({c: [f"l{i % 4}"] for i, c in enumerate(clips)}))
+    (out / "test.predicted-scores.json").write_text(_h_json.dumps({"test": {"test_score": score}}))
+    write_predictions(out / "test.predictions.pkl", list(target), list(predicted))
+    if run is not None:
+        (model / "run.json").write_text(_h_json.dumps(run))
+    return out
+
+
+def test_table_escapes_names_so_that_none_forges_a_row(tmp_path):
+    """A name holding `|` and a newline (from --name or a run.json) stays in its cell: the table keeps its rows."""
+    forged = "evil | 1.000 |\n| forged-model | 1.000"
+    _h_result(tmp_path / "a", run={"name": forged})
+    _h_result(tmp_path / "b")
+    proc = _h_cli("table", tmp_path / "a", tmp_path / "b", "--against", "b")
+    assert proc.returncode == 0, proc.stderr
+    rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("|")]
+    assert not any(ln.startswith("| forged-model") for ln in rows), proc.stdout
+    assert r"| evil \| 1.000 \| \| forged-model \| 1.000 | 0.500 |" in rows
+    assert all(len(re.findall(r"(?<!\\)\|", ln)) == 3 for ln in rows), rows  # every row: 2 cells
+
+
+@pytest.mark.parametrize("score", [float("nan"), -0.25, float("inf"), 37.0])
+def test_table_refuses_a_score_that_is_not_a_score(tmp_path, score):
+    task = _h_result(tmp_path / "a", score=score)
+    _h_refused(_h_cli("table", tmp_path / "a"), 1, f"{task / 'test.predicted-scores.json'} holds test score",
+               "not a score in [0, 1]")
+
+
+def test_eval_scores_again_instead_of_keeping_a_nan_score(tmp_path):
+    """`eval` keeps finished scores on a re-run; a hand-edited NaN is not one (before: "kept; test score nan")."""
+    from eval.runner import PREDICTION_DONE, scores_kept
+
+    task = _h_result(tmp_path / "a", score=float("nan"))
+    (task / PREDICTION_DONE).write_text("")
+    assert not scores_kept(task)
+    assert not (task / "test.predicted-scores.json").exists() and not (task / PREDICTION_DONE).exists()
+
+
+def _h_zero_stride_predictions(path: Path, rows: int, labels: int = 4) -> None:
+    """A few-KB pickle that rebuilds [rows, labels] tensors with zero strides over a one-element storage."""
+    import pickle
+    from collections import OrderedDict
+
+    import torch
+
+    class Claim:
+        def __reduce__(self):
+            return torch._utils._rebuild_tensor_v2, (torch.zeros(1).storage(), 0, (rows, labels), (0, 0), False,
+                                                     OrderedDict())
+
+    path.write_bytes(pickle.dumps({"target": Claim(), "prediction": Claim(), "prediction_logit": Claim()}))
+
+
+def _h_peak_rss_mib(*args) -> tuple[subprocess.CompletedProcess, float]:
+    """`hear-maeast ARGS` and its peak resident memory (MiB), measured by a parent that runs only it."""
+    probe = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+             "sys.stderr.write(p.stderr); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024); "
+             "sys.exit(p.returncode)")
+    proc = subprocess.run([sys.executable, "-c", probe, str(BIN / "hear-maeast"), *map(str, args)],
+                          capture_output=True, text=True, timeout=180, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    return proc, float(proc.stdout.strip().splitlines()[-1])
+
+
+def test_a_predictions_pickle_claiming_a_huge_tensor_is_refused_before_it_is_made(tmp_path):
+    """Reading any predictions file takes at most the arrays the task implies + 100 MiB: a 2e7-row claim with zero
+    strides (a few KB on disk) is refused by name; before, it took gigabytes while being read."""
+    for model in ("a", "b"):
+        _h_result(tmp_path / model)
+    baseline, base_mib = _h_peak_rss_mib("table", tmp_path / "a", tmp_path / "b", "--against", "a")
+    assert baseline.returncode == 0, baseline.stderr
+    bad = tmp_path / "b" / "t-v1-small" / "test.predictions.pkl"
+    _h_zero_stride_predictions(bad, 20_000_000)
+    proc, mib = _h_peak_rss_mib("table", tmp_path / "a", tmp_path / "b", "--against", "a")
+    _h_refused(proc, 1, f"{bad} cannot be read", "a tensor of shape [20000000, 4], the task implies [4, 4]")
+    assert mib < base_mib + 100, (mib, base_mib)
+
+
+def test_table_against_pairs_only_clips_of_the_same_names(tmp_path):
+    """Same targets, other clips: before, a paired cell was computed."""
+    _h_result(tmp_path / "a")
+    _h_result(tmp_path / "b", names=[f"other_{i}.wav" for i in range(4)])
+    _h_refused(_h_cli("table", tmp_path / "a", tmp_path / "b", "--against", "a"), 1,
+               "list different test clips (their clip names differ)")
+
+
+def test_table_against_a_finetuned_row_says_there_is_nothing_to_pair(tmp_path):
+    _h_result(tmp_path / "a")
+    _h_result(tmp_path / "a-finetuned")
+    (tmp_path / "a-finetuned" / "t-v1-small" / "test.predictions.pkl").unlink()  # finetune writes none
+    _h_refused(_h_cli("table", tmp_path / "a", tmp_path / "a-finetuned", "--against", "a-finetuned"), 2,
+               "--against a-finetuned: nothing to pair with: a fine-tuned row has no heareval predictions")
+
+
+def test_eval_on_a_run_json_whose_tasks_is_not_an_object_is_one_line(eval_case, toy_hear_env, tmp_path):
+    task, out = eval_case
+    (out / "toy").mkdir(parents=True)
+    (out / "toy" / "run.json").write_text(_h_json.dumps({"name": "toy", "tasks": [1, 2]}))
+    proc = eval_cli("eval", "--tasks-dir", task, "--module", "toy_hear", "--out", out, "--name", "toy",
+                    env=toy_hear_env)
+    eval_refused(proc, 1, f"{out / 'toy' / 'run.json'} must hold `tasks` as an object of {{task: record}}")
