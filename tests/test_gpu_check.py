@@ -35,7 +35,8 @@ def test_the_guard_records_an_overrunning_section_and_runs_the_next(tmp_path):
 
 @pytest.mark.heavy
 def test_every_section_runs_end_to_end_on_the_cpu(tmp_path):
-    data, stdout = check(tmp_path, "--budget", "900", timeout=1000)
+    data, stdout = check(tmp_path, "--budget", "1500", "--cap", "finetune=400", "--cap", "pretrain-cli=300",
+                         "--cap", "resume=300", "--cap", "step-eager=300", timeout=1600)
     status = {s["section"]: s for s in data["sections"]}
     lacking = {k: s["reason"] for k, s in status.items() if s["status"] != "ok"}
     assert not lacking, lacking
