@@ -33,13 +33,24 @@ def child_env() -> dict:
 
 # ---- env, ceilings -------------------------------------------------------------------------------------------------
 def env(s, keep) -> dict:
+    dev = torch.device(s["device"])
+    mods = {m: importlib_ok(m) for m in ("numpy", "torchaudio", "click", "tqdm", "safetensors", "soundfile", "soxr",
+                                         "pandas", "heareval", "triton")}
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    out = dict(torch=torch.__version__, python=sys.version.split()[0], device=name, modules=mods,
+               capability=list(torch.cuda.get_device_capability(dev)) if dev.type == "cuda" else None)
+    out["sdpa_bf16"] = sdpa = sdpa_check(dev) if mods["click"] else {"flash": "not checked (hear_maeast needs click)",
+                                                                     "efficient": "not checked"}
+    out["headline"] = f"{name}, torch {torch.__version__}; SDPA bf16 flash: {sdpa['flash']}, efficient: {sdpa['efficient']}"
+    return out
+
+
+def sdpa_check(dev: torch.device) -> dict:
+    """Each of SDPA's fused kernels forced alone on the model's attention in bf16: "ok", or why it refused."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from hear_maeast.model import Attention
 
-    dev = torch.device(s["device"])
-    mods = {m: importlib_ok(m) for m in ("numpy", "torchaudio", "click", "tqdm", "safetensors", "soundfile", "soxr",
-                                         "pandas", "heareval", "triton")}
     attn = Attention(768, 12, k_bias=False).to(dev)
     x = torch.randn(64, 17, 768, device=dev)  # msm-mae-base's encoder sequence: 16 visible tokens + CLS
     sdpa = {}
@@ -53,11 +64,7 @@ def env(s, keep) -> dict:
             sdpa[name] = "ok"
         except RuntimeError as e:
             sdpa[name] = f"refused: {str(e).splitlines()[0][:200]}"
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-    out = dict(torch=torch.__version__, python=sys.version.split()[0], device=name, modules=mods, sdpa_bf16=sdpa,
-               capability=list(torch.cuda.get_device_capability(dev)) if dev.type == "cuda" else None)
-    out["headline"] = f"{name}, torch {torch.__version__}; SDPA bf16 flash: {sdpa['flash']}, efficient: {sdpa['efficient']}"
-    return out
+    return sdpa
 
 
 def importlib_ok(m: str) -> bool:
