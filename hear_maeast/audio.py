@@ -83,8 +83,8 @@ def load_audio(path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """Decode `path` to float32 mono at `sample_rate`: [n_samples]. Raises BadInput (a ValueError) naming the file."""
     import torch  # here only: the task commands read audio through this module without torch
 
-    data, sr = read_audio(path)  # [N, C]
-    if len(data) == 0:
+    mono, sr = read_mono(path)  # [N]
+    if len(mono) == 0:
         raise BadInput(f"{path}: the file holds no audio (0 samples); remove it or record something")
     return torch.from_numpy(resample(mono, sr, sample_rate) if sr != sample_rate else mono)
 
