@@ -15,6 +15,9 @@ reproduce the API's embeddings. It has no weights and no randomness (no ditherin
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -57,7 +60,7 @@ def export_onnx(model: MaskedAutoencoder, out, layer: int | None = None) -> Path
     if not cfg.fixed_length:  # 1-D positions: any whole number of tokens up to one chunk
         pw = cfg.patch_size[1]
         axes[2] = pw * torch.export.Dim("time_tokens", min=1, max=cfg.input_frames // pw)
-    with torch.no_grad():
+    with torch.no_grad(), _quiet():
         program = torch.onnx.export(_ChunkEncoder(model, layer), (spec,), input_names=["spec"],
                                     output_names=["tokens"], dynamic_shapes=(axes,), dynamo=True, opset_version=OPSET,
                                     verbose=False)
@@ -67,6 +70,20 @@ def export_onnx(model: MaskedAutoencoder, out, layer: int | None = None) -> Path
     out.parent.mkdir(parents=True, exist_ok=True)
     program.save(str(out))
     return out
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporter's notices (torchvision ops it skips, deprecations inside torch) are not the user's to act on."""
+    log = logging.getLogger("torch.onnx")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        log.setLevel(level)
 
 
 class OnnxModel(MaskedAutoencoder):
