@@ -67,7 +67,7 @@ from eval.finetune_config import FinetuneConfig
 from eval.results import FINETUNED_SUFFIX, NOT_APPLICABLE, SCORES
 from eval.runs import (DEFAULT_MODULE, FINETUNE, copy_task_files, model_name, open_run, package_version, same_task,
                        select_tasks, weights_file, write_json)
-from eval.taskdir import (EVENT, SceneClips, TaskError, check_task, clip_batches, label_indices, read_clip,
+from eval.taskdir import (EVENT, SceneClips, TaskError, check_task, clip_batches, label_indices, plain_name, read_clip,
                           read_metadata, scene_clips)
 from hear_maeast.files import atomic_write
 from hear_maeast.api import get_scene_embeddings, tail_rule
@@ -478,7 +478,7 @@ def load_backbone(model_path: str, layer: int) -> MaskedAutoencoder:
 def finetuned_name(model_path: str, name: str | None) -> str:
     """`<model>-finetuned` (the name `eval` gives the model, plus the suffix), so fine-tuned rows never collide with
     probe rows; a --name without the suffix gets it."""
-    name = name or model_name(DEFAULT_MODULE, model_path)
+    name = plain_name(name or model_name(DEFAULT_MODULE, model_path), "--name", BadInput)  # eval's check
     return name if name.endswith(FINETUNED_SUFFIX) else name + FINETUNED_SUFFIX
 
 
@@ -520,9 +520,9 @@ def run_finetune(tasks_dir: Path, out: Path, model_path: str = "", name: str | N
     """
     tc = (tc or FinetuneConfig()).resolved()
     tc.check()
+    name = finetuned_name(model_path, name)
     scene, event = scene_and_event_tasks(tasks_dir, only)
     template = load_backbone(model_path, tc.layer)
-    name = finetuned_name(model_path, name)
     config = run_config(name, model_path, tasks_dir, template, tc)
     run_dir = Path(out) / name
     open_run(run_dir, config, replace_stale, _log)

@@ -710,3 +710,19 @@ def test_eval_on_a_run_json_whose_tasks_is_not_an_object_is_one_line(eval_case, 
     proc = eval_cli("eval", "--tasks-dir", task, "--module", "toy_hear", "--out", out, "--name", "toy",
                     env=toy_hear_env)
     eval_refused(proc, 1, f"{out / 'toy' / 'run.json'} must hold `tasks` as an object of {{task: record}}")
+
+
+# -- names --
+@pytest.mark.parametrize("command", ["eval", "finetune"])
+@pytest.mark.parametrize("name", ["../../escaped", "ABSOLUTE"])
+def test_every_command_taking_a_name_refuses_a_path(eval_case, tmp_path, command, name):
+    """One name check (eval.taskdir.plain_name) for `eval --name` and `finetune --name`: before, finetune wrote
+    its results outside --out (into tmp_path/escaped-finetuned, or the absolute path)."""
+    task, _ = eval_case
+    out = tmp_path / "deep" / "out"
+    name = str(tmp_path / "escaped") if name == "ABSOLUTE" else name  # both land in tmp_path when not refused
+    unchanged = eval_guard(tmp_path, out)
+    eval_refused(eval_cli(command, "--tasks-dir", task, "--out", out, "--name", name), 2,
+                 f"--name {name!r} is not a plain file or folder name")
+    unchanged()
+    assert not out.exists() or not any(out.rglob("*")), sorted(out.rglob("*"))
