@@ -187,10 +187,10 @@ def feature_store(s) -> Path:
     return store
 
 
-def pretrain_cmd(s, store: Path, out: Path, steps: int, *extra) -> list[str]:
-    return cli("pretrain", "--preset", s["cli_preset"], "--data", store, "--out", out, "--steps", steps,
-               "--batch-size", s["cli_batch"], "--device", s["device"], "--precision", s["precision"], "--seed", 0,
-               "--no-compile", *extra)
+def pretrain_cmd(s, store: Path, out: Path, steps: int, *extra, preset=None, batch=None) -> list[str]:
+    return cli("pretrain", "--preset", preset or s["cli_preset"], "--data", store, "--out", out, "--steps", steps,
+               "--batch-size", batch or s["cli_batch"], "--device", s["device"], "--precision", s["precision"],
+               "--seed", 0, "--no-compile", *extra)
 
 
 def log_rows(run: Path) -> list[dict]:
@@ -229,16 +229,20 @@ def resume(s, keep) -> dict:
     whole, parts = work / "resume-whole", work / "resume-parts"
     subprocess.run(["rm", "-rf", str(whole), str(parts)])
     args = ("--save-every", n // 2, "--log-every", 2)
-    subprocess.run(pretrain_cmd(s, store, whole, n, *args), check=True, env=child_env(), stdout=subprocess.DEVNULL,
+
+    def cmd(out, *extra):  # a smaller model of the same front end: the mechanics, not the model, are under test
+        return pretrain_cmd(s, store, out, n, *args, *extra, preset=s["resume_preset"], batch=s["resume_batch"])
+
+    subprocess.run(cmd(whole), check=True, env=child_env(), stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
-    p = subprocess.Popen(pretrain_cmd(s, store, parts, n, *args), env=child_env(), stdout=subprocess.DEVNULL,
+    p = subprocess.Popen(cmd(parts), env=child_env(), stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     while len(log_rows(parts)) < n // 2 and p.poll() is None:
         time.sleep(0.02)
     p.send_signal(signal.SIGTERM)
     code = p.wait()
     stopped_at = len(log_rows(parts))
-    subprocess.run(pretrain_cmd(s, store, parts, n, *args, "--resume"), check=True, env=child_env(),
+    subprocess.run(cmd(parts, "--resume"), check=True, env=child_env(),
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     a, b = log_rows(whole), log_rows(parts)
     same = [r["loss"] for r in a] == [r["loss"] for r in b]
