@@ -122,12 +122,15 @@ def free(dev: torch.device) -> None:
 
 
 def step_table(s, keep, compiled: bool) -> list[dict]:
+    """Every (preset, batch, path). Compiled, the order the targets need them in, as far as the budget goes: the MAE
+    step at each preset's larger batch (MFU), then SSAST there (the ratio), then the smaller batches."""
+    todo = [(p, b, path) for p in s["presets"] for b in s["batches"][p] for path in ("mae", "ssast")]
+    if compiled:
+        todo.sort(key=lambda t: (t[1] != max(s["batches"][t[0]]), t[2] != "mae"))
     items = []
-    for preset in s["presets"]:
-        for batch in s["batches"][preset]:
-            for path in ("mae", "ssast"):
-                items.append(step_item(s, preset, batch, path, compiled))
-                keep(items[-1])
+    for preset, batch, path in todo:
+        items.append(step_item(s, preset, batch, path, compiled))
+        keep(items[-1])
     return items
 
 
