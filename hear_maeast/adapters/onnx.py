@@ -27,7 +27,7 @@ from hear_maeast.checkpoint import CheckpointError, CheckpointNotFound
 from hear_maeast.config import ModelConfig
 from hear_maeast.errors import BadInput, WorkFailed
 from hear_maeast.frontend import FrontEnd
-from hear_maeast.model import MAX_BATCH, MaskedAutoencoder
+from hear_maeast.model import ALL_LAYERS, MAX_BATCH, MaskedAutoencoder
 
 META_CONFIG, META_LAYER, META_SOURCE = "hear_maeast/config", "hear_maeast/layer", "hear_maeast/source"
 OPSET = 18
@@ -103,6 +103,9 @@ class OnnxModel(MaskedAutoencoder):
         return torch.device("cpu")
 
     def encode(self, spec: torch.Tensor, layer: int = -1) -> torch.Tensor:  # [B, F, T] -> [B, N, D]
+        if layer == ALL_LAYERS:
+            raise BadInput(f"{self.source}: an exported graph holds one layer ({self.onnx_layer}); every layer's "
+                           "hidden states need the checkpoint itself")
         if resolved_layer(layer, self.cfg.depth) != self.onnx_layer:
             raise BadInput(f"{self.source}: exported for layer {self.onnx_layer}, asked for layer {layer}; export it "
                            f"again with `hear-maeast export CKPT --onnx OUT --layer {layer}`")
