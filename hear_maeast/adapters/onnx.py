@@ -54,16 +54,20 @@ def export_onnx(model: MaskedAutoencoder, out, layer: int | None = None) -> Path
     require("onnxscript", "onnx")
     cfg = model.cfg
     layer = resolved_layer(model.layer if layer is None else layer, cfg.depth)
-    model = model.cpu().eval()
+    device = model.device
+    model.cpu().eval()  # exported on the CPU, put back where it was below
     spec = torch.zeros(2, cfg.n_mels, cfg.input_frames)  # [B, F, T]
     axes = {0: torch.export.Dim("batch", min=1, max=4096)}
     if not cfg.fixed_length:  # 1-D positions: any whole number of tokens up to one chunk
         pw = cfg.patch_size[1]
         axes[2] = pw * torch.export.Dim("time_tokens", min=1, max=cfg.input_frames // pw)
-    with torch.no_grad(), _quiet():
-        program = torch.onnx.export(_ChunkEncoder(model, layer), (spec,), input_names=["spec"],
-                                    output_names=["tokens"], dynamic_shapes=(axes,), dynamo=True, opset_version=OPSET,
-                                    verbose=False)
+    try:
+        with torch.no_grad(), _quiet():
+            program = torch.onnx.export(_ChunkEncoder(model, layer).eval(), (spec,), input_names=["spec"],
+                                        output_names=["tokens"], dynamic_shapes=(axes,), dynamo=True,
+                                        opset_version=OPSET, verbose=False)
+    finally:
+        model.to(device)
     program.model.metadata_props.update({META_CONFIG: cfg.to_json(), META_LAYER: str(layer),
                                          META_SOURCE: str(getattr(model, "source", "") or "")})
     out = Path(out)
