@@ -11,17 +11,21 @@ refused above 16 MiB); the table is printed last. Sections, in order:
                  path would fail here)
   ceilings       a bf16 matmul (n^3, mean of 10 after 3) and a device copy: TFLOP/s and GB/s (read + written)
   step-eager     benchmarks/pretrain_step.py's step, bf16, masks pre-drawn: both base presets at two batch sizes,
-                 MAE and SSAST: ms, clips/s, MFU (analytic FLOPs / 989 TFLOP/s for H100/H200), memory
+                 MAE and SSAST: ms, clips/s, MFU (analytic FLOPs / 989 TFLOP/s for H100/H200), memory (above the
+                 footprint once built and, compiled, once the CUDA graphs are recorded: their pools are in it)
   pretrain-cli   `hear-maeast pretrain` fed by its loader from a generated feature store (`hear-maeast features` of
                  synthetic clips): samples/s over steps 21-N without and with a checkpoint every 20 steps in the
                  window, against the synthetic step (pre-drawn masks) at the same preset and batch
-  resume         the same command stopped by SIGTERM, then --resume: its losses against an uninterrupted run
+  resume         `hear-maeast pretrain` (msm-mae-tiny on the same store) stopped by SIGTERM, then --resume: its
+                 losses against an uninterrupted run's
   api            the HEAR API (default weights and a randomly initialised base preset) on the device against the
                  CPU, TF32 off: max |difference| / max |cpu|
   finetune       one epoch (a few bf16 steps) of `hear-maeast finetune` on a generated task
   step-compiled  the step under `pretrain.step.compiled` (as training compiles it): first compiled vs eager bf16
-                 losses over 20 steps (within 2e-2 relative), then the step-eager table compiled, as far as the
-                 budget goes (each result written as it comes; `--sections step-compiled` gives it the whole budget)
+                 losses over 20 steps (within 2e-2 relative; msm-mae-base at batch 512, the shape of the table's
+                 first item, whose compilation then comes from inductor's cache), then the step-eager table compiled,
+                 larger batches and the MAE step first, as far as the budget goes (each result written as it comes;
+                 `--sections step-compiled` gives it the whole budget)
 On CPU (`--device cpu`, the test) the same sections run with micro presets and small batches.
 """
 
@@ -45,13 +49,14 @@ MAX_BYTES = 16 * 2**20
 BASE = {"cuda": ["msm-mae-base-80x208p16x16", "mae-ast-patch-12l"], "cpu": ["msm-mae-micro", "mae-ast-patch-micro"]}
 SETTINGS = {
     "cuda": dict(presets=BASE["cuda"], batches={"msm-mae-base-80x208p16x16": (128, 512), "mae-ast-patch-12l": (128, 256)},
-                 repeats=5, loss_preset="msm-mae-base-80x208p16x16", loss_batch=64, matmul_n=8192, copy_mib=1024,
+                 repeats=5, loss_preset="msm-mae-base-80x208p16x16", loss_batch=512, matmul_n=8192, copy_mib=1024,
                  cli_preset="msm-mae-base-80x208p16x16", cli_batch=128, cli_steps=60, cli_log=20, clips=256, clip_s=10.5,
-                 resume_steps=40, api_preset="msm-mae-base-80x208p16x16", finetune_batch=32, precision="bf16"),
+                 resume_steps=40, resume_preset="msm-mae-tiny-80x208p16x16", resume_batch=64,
+                 api_preset="msm-mae-base-80x208p16x16", finetune_batch=32, precision="bf16"),
     "cpu": dict(presets=BASE["cpu"], batches={"msm-mae-micro": (2, 4), "mae-ast-patch-micro": (2, 4)}, repeats=2,
                 loss_preset="msm-mae-micro", loss_batch=4, matmul_n=256, copy_mib=16, cli_preset="msm-mae-micro",
-                cli_batch=4, cli_steps=6, cli_log=2, clips=12, clip_s=3.0, resume_steps=8, api_preset="msm-mae-micro",
-                finetune_batch=16, precision="bf16"),
+                cli_batch=4, cli_steps=6, cli_log=2, clips=12, clip_s=3.0, resume_steps=8, resume_preset="msm-mae-micro",
+                resume_batch=4, api_preset="msm-mae-micro", finetune_batch=16, precision="bf16"),
 }
 # section -> (modules it imports beyond torch and numpy, its own cap in seconds)
 SECTIONS = {

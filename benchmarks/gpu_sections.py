@@ -33,13 +33,24 @@ def child_env() -> dict:
 
 # ---- env, ceilings -------------------------------------------------------------------------------------------------
 def env(s, keep) -> dict:
+    dev = torch.device(s["device"])
+    mods = {m: importlib_ok(m) for m in ("numpy", "torchaudio", "click", "tqdm", "safetensors", "soundfile", "soxr",
+                                         "pandas", "heareval", "triton")}
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    out = dict(torch=torch.__version__, python=sys.version.split()[0], device=name, modules=mods,
+               capability=list(torch.cuda.get_device_capability(dev)) if dev.type == "cuda" else None)
+    out["sdpa_bf16"] = sdpa = sdpa_check(dev) if mods["click"] else {"flash": "not checked (hear_maeast needs click)",
+                                                                     "efficient": "not checked"}
+    out["headline"] = f"{name}, torch {torch.__version__}; SDPA bf16 flash: {sdpa['flash']}, efficient: {sdpa['efficient']}"
+    return out
+
+
+def sdpa_check(dev: torch.device) -> dict:
+    """Each of SDPA's fused kernels forced alone on the model's attention in bf16: "ok", or why it refused."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from hear_maeast.model import Attention
 
-    dev = torch.device(s["device"])
-    mods = {m: importlib_ok(m) for m in ("numpy", "torchaudio", "click", "tqdm", "safetensors", "soundfile", "soxr",
-                                         "pandas", "heareval", "triton")}
     attn = Attention(768, 12, k_bias=False).to(dev)
     x = torch.randn(64, 17, 768, device=dev)  # msm-mae-base's encoder sequence: 16 visible tokens + CLS
     sdpa = {}
@@ -53,11 +64,7 @@ def env(s, keep) -> dict:
             sdpa[name] = "ok"
         except RuntimeError as e:
             sdpa[name] = f"refused: {str(e).splitlines()[0][:200]}"
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-    out = dict(torch=torch.__version__, python=sys.version.split()[0], device=name, modules=mods, sdpa_bf16=sdpa,
-               capability=list(torch.cuda.get_device_capability(dev)) if dev.type == "cuda" else None)
-    out["headline"] = f"{name}, torch {torch.__version__}; SDPA bf16 flash: {sdpa['flash']}, efficient: {sdpa['efficient']}"
-    return out
+    return sdpa
 
 
 def importlib_ok(m: str) -> bool:
@@ -115,12 +122,15 @@ def free(dev: torch.device) -> None:
 
 
 def step_table(s, keep, compiled: bool) -> list[dict]:
+    """Every (preset, batch, path). Compiled, the order the targets need them in, as far as the budget goes: the MAE
+    step at each preset's larger batch (MFU), then SSAST there (the ratio), then the smaller batches."""
+    todo = [(p, b, path) for p in s["presets"] for b in s["batches"][p] for path in ("mae", "ssast")]
+    if compiled:
+        todo.sort(key=lambda t: (t[1] != max(s["batches"][t[0]]), t[2] != "mae"))
     items = []
-    for preset in s["presets"]:
-        for batch in s["batches"][preset]:
-            for path in ("mae", "ssast"):
-                items.append(step_item(s, preset, batch, path, compiled))
-                keep(items[-1])
+    for preset, batch, path in todo:
+        items.append(step_item(s, preset, batch, path, compiled))
+        keep(items[-1])
     return items
 
 
@@ -180,10 +190,10 @@ def feature_store(s) -> Path:
     return store
 
 
-def pretrain_cmd(s, store: Path, out: Path, steps: int, *extra) -> list[str]:
-    return cli("pretrain", "--preset", s["cli_preset"], "--data", store, "--out", out, "--steps", steps,
-               "--batch-size", s["cli_batch"], "--device", s["device"], "--precision", s["precision"], "--seed", 0,
-               "--no-compile", *extra)
+def pretrain_cmd(s, store: Path, out: Path, steps: int, *extra, preset=None, batch=None) -> list[str]:
+    return cli("pretrain", "--preset", preset or s["cli_preset"], "--data", store, "--out", out, "--steps", steps,
+               "--batch-size", batch or s["cli_batch"], "--device", s["device"], "--precision", s["precision"],
+               "--seed", 0, "--no-compile", *extra)
 
 
 def log_rows(run: Path) -> list[dict]:
@@ -222,16 +232,20 @@ def resume(s, keep) -> dict:
     whole, parts = work / "resume-whole", work / "resume-parts"
     subprocess.run(["rm", "-rf", str(whole), str(parts)])
     args = ("--save-every", n // 2, "--log-every", 2)
-    subprocess.run(pretrain_cmd(s, store, whole, n, *args), check=True, env=child_env(), stdout=subprocess.DEVNULL,
+
+    def cmd(out, *extra):  # a smaller model of the same front end: the mechanics, not the model, are under test
+        return pretrain_cmd(s, store, out, n, *args, *extra, preset=s["resume_preset"], batch=s["resume_batch"])
+
+    subprocess.run(cmd(whole), check=True, env=child_env(), stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
-    p = subprocess.Popen(pretrain_cmd(s, store, parts, n, *args), env=child_env(), stdout=subprocess.DEVNULL,
+    p = subprocess.Popen(cmd(parts), env=child_env(), stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     while len(log_rows(parts)) < n // 2 and p.poll() is None:
         time.sleep(0.02)
     p.send_signal(signal.SIGTERM)
     code = p.wait()
     stopped_at = len(log_rows(parts))
-    subprocess.run(pretrain_cmd(s, store, parts, n, *args, "--resume"), check=True, env=child_env(),
+    subprocess.run(cmd(parts, "--resume"), check=True, env=child_env(),
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     a, b = log_rows(whole), log_rows(parts)
     same = [r["loss"] for r in a] == [r["loss"] for r in b]

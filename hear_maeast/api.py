@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from hear_maeast.checkpoint import CheckpointNotFound
 from hear_maeast.errors import BadInput, WorkFailed
 from hear_maeast.loading import load_any
-from hear_maeast.model import MAX_BATCH, MaskedAutoencoder, pool_scene, tokens_to_columns
+from hear_maeast.model import ALL_LAYERS, MAX_BATCH, MaskedAutoencoder, pool_scene, tokens_to_columns
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default.safetensors"
 MODEL_OPTIONS = ("layer", "norm_stats", "device", "max_batch", "trust_pickle", "input_frames", "patch_size")
@@ -205,7 +205,8 @@ def _whole_token_passes(model: MaskedAutoencoder, spec: torch.Tensor, shifts: in
     step = pw // shifts
     counts = [max(0, min(-(-length // pw), (spec.shape[-1] - s * step) // pw)) for s in range(shifts)]  # non-increasing
     # float32: under autocast the front end gives bf16/fp16 `spec` while the encoder's last norm gives float32
-    cols = spec.new_zeros(spec.shape[0], shifts, counts[0], model.cfg.timestamp_embedding_size, dtype=torch.float32)
+    width = model.cfg.timestamp_embedding_size * (model.cfg.depth if model.layer == ALL_LAYERS else 1)
+    cols = spec.new_zeros(spec.shape[0], shifts, counts[0], width, dtype=torch.float32)  # [B, S, n_0, Dc]
     for n in sorted(set(counts) - {0}):  # at most two lengths: passes ending before the last hop have one column less
         group = [s for s in range(shifts) if counts[s] == n]
         views = torch.stack([spec[..., s * step : s * step + n * pw] for s in group], dim=1)  # [B, Sg, F, n * pw]
@@ -282,6 +283,29 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: MaskedAutoencoder):
     return emb.float().contiguous(), ts.contiguous()
 
 
+def _scene_columns(model: MaskedAutoencoder, audio: torch.Tensor) -> torch.Tensor:
+    """audio [n, N] (checked) -> the unshifted columns the scene embedding pools [n, C, Fg*D'] (D' = D, or depth*D
+    with model.layer ALL_LAYERS); MAE-AST: the official model's tokens, the partial last one dropped."""
+    _, n_cols = tail_rule(model.cfg, model.frontend.num_frames(audio.shape[1]))
+    return _finite(_columns(model, audio, 1)[:, :n_cols], model)
+
+
+@torch.no_grad()
+def get_layer_states(audio: torch.Tensor, model: MaskedAutoencoder) -> list[torch.Tensor]:
+    """audio [n_sounds, n_samples] -> [depth x [n, C, Fg*D]]: every encoder block's output, one column every patch
+    width (pw * 10 ms), the columns the scene embedding pools; entry l-1 is what `load_model(layer=l)` embeds.
+    For harnesses that weigh the layers themselves (hear_maeast.adapters.s3prl). Same input rules."""
+    audio = _check(audio, model)
+    cfg, layer = model.cfg, model.layer
+    model.layer = ALL_LAYERS
+    try:
+        cols = _scene_columns(model, audio)  # [n, C, Fg * depth * D]
+    finally:
+        model.layer = layer
+    per_layer = cols.unflatten(-1, (cfg.grid[0], cfg.depth, cfg.dim)).float()  # [n, C, Fg, depth, D]
+    return [per_layer[..., i, :].flatten(-2) for i in range(cfg.depth)]
+
+
 @torch.no_grad()
 def get_scene_embeddings(audio: torch.Tensor, model: MaskedAutoencoder) -> torch.Tensor:
     """audio [n_sounds, n_samples] -> [n, scene_embedding_size] float32: the mean over time of the encoder outputs.
@@ -291,7 +315,4 @@ def get_scene_embeddings(audio: torch.Tensor, model: MaskedAutoencoder) -> torch
     its nn.Unfold does). Same input rules as `get_timestamp_embeddings`.
     """
     audio = _check(audio, model)
-    cfg = model.cfg
-    _, n_cols = tail_rule(cfg, model.frontend.num_frames(audio.shape[1]))
-    cols = _finite(_columns(model, audio, 1)[:, :n_cols], model)  # [n, C, Fg*D]
-    return pool_scene(cols, cfg).float()
+    return pool_scene(_scene_columns(model, audio), model.cfg).float()  # [n, C, Fg*D] -> [n, D_scene]

@@ -10,7 +10,7 @@ import click
 
 from hear_maeast.config import PRESETS
 from hear_maeast.errors import BadInput, Command
-from pretrain.recipes import defaults
+from pretrain.recipes import COMPILE_MIN_STEPS, CPU_BATCH, defaults
 
 SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 
@@ -43,12 +43,12 @@ DATA_HELP = ("A `hear-maeast features` store; a folder of MSM-MAE/M2D log-mel .n
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder: model.safetensors, train_state.pt, log.csv (locked while in use).")
 @click.option("--steps", type=click.IntRange(min=0), help="Total optimiser updates (0: write the initialised model with the data's stats).")
 @click.option("--epochs", type=click.FloatRange(min=0), help="Total passes over the data (instead of --steps).")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Clips per process per micro-batch [default: 32 on CPU; on CUDA the paper's batch: MSM-MAE 512, MAE-AST 256].")
+@click.option("--batch-size", type=click.IntRange(min=1), help=f"Clips per process per micro-batch [default: {CPU_BATCH} on CPU; on CUDA {defaults('cuda_batch')}].")
 @click.option("--accum-steps", default=1, type=click.IntRange(min=1), help="Micro-batches per update (gradient accumulation).")
 @click.option("--seed", default=0, type=int)
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available).")
 @click.option("--precision", default="fp32", type=click.Choice(["fp32", "bf16", "fp16"]), help="Autocast dtype (fp16 uses a GradScaler; on CPU use fp32 or bf16, fp16 is ~20x slower there).")
-@click.option("--compile/--no-compile", default=None, help="torch.compile the training step (about a minute of compilation first) [default: on for CUDA runs of >= 10,000 steps, off otherwise].")
+@click.option("--compile/--no-compile", default=None, help=f"torch.compile the training step (about a minute of compilation first) [default: on for CUDA runs of >= {COMPILE_MIN_STEPS:,} steps, off otherwise].")
 @click.option("--num-workers", type=click.IntRange(min=0), help="Loader processes per training process, reading, cropping and masking batches (0: in the training process) [default: min(8, cores per process - 1)].")
 @click.option("--prefetch", default=4, type=click.IntRange(min=1), help="Micro-batches each loader worker prepares ahead.")
 @click.option("--norm-stats", nargs=2, type=float, help="MEAN STD of the features [default: the store's, else from up to 10,000 clips].")

@@ -26,8 +26,7 @@ from __future__ import annotations
 import torch
 
 from pretrain.losses import pretrain_loss
-
-COMPILE_MIN_STEPS = 10_000
+from pretrain.recipes import COMPILE_MIN_STEPS
 
 
 def autocast_for(device: torch.device, precision: str):

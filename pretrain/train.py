@@ -41,7 +41,7 @@ from hear_maeast.optim import decay_groups, lr_at
 from hear_maeast.provenance import git_commit
 from pretrain.data import FeatureStore, Source, open_source
 from pretrain.loader import MicroBatches, Plan, clip_sums, loader, mean_std, stats_sample
-from pretrain.recipes import RECIPES
+from pretrain.recipes import CPU_BATCH, RECIPES
 from pretrain.runfolder import clear_temporaries, load_state, open_log, save_state
 from pretrain.step import compile_by_default, compiled, mae_loss, mark_step
 
@@ -126,16 +126,9 @@ def check_options(tc: TrainConfig) -> None:
         raise BadInput("give exactly one of --steps N or --epochs N")
 
 
-# Clips per process when --batch-size is not given. CPU: 32, small enough for a laptop. CUDA: the papers' batches on
-# one device. MAE-AST (fairseq, config/pretrain/mae_ast.yaml): max_tokens 1.4 M samples on each of 32 GPUs = 2,800 s
-# of audio per update, ~273 crops of 10.24 s: 256. MSM-MAE: 512 (the MSM-MAE paper's batch; on the H200 of 2026-12-04
-# its MAE step ran at 11.6 % MFU at batch 512 against 4.4 % at 128). Both fit an 80 GB GPU in bf16 (measured there:
-# mae-ast-patch-12l batch 256 and msm-mae-base batch 512; benchmarks/results/gpu-H200-2026-12-04/).
-BATCH_SIZE = {"cpu": 32, "msm-mae": 512, "mae-ast": 256}
-
-
 def default_batch_size(cfg: ModelConfig, device: torch.device) -> int:
-    return BATCH_SIZE[cfg.family] if device.type == "cuda" else BATCH_SIZE["cpu"]
+    """Clips per process when --batch-size is not given: the recipe's CUDA batch on a GPU (pretrain/recipes.py)."""
+    return RECIPES[cfg.family]["cuda_batch"] if device.type == "cuda" else CPU_BATCH
 
 
 @dataclass

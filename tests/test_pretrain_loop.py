@@ -168,7 +168,9 @@ def test_a_cuda_step_never_waits_for_the_device(store, tmp_path):
                      num_workers=1, precision="bf16", compile=True)
     run = setup(tc)
     try:
-        train_step(run)  # the first step compiles
+        for _ in range(3):  # the first steps compile, warm up and record the CUDA graphs (pretrain/step.py)
+            train_step(run)
+            run.step += 1
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode("error")  # any host sync inside a step raises
         try:

@@ -66,6 +66,17 @@ def test_finetune_options_default_to_finetune_config():
         assert options[field.name].default == getattr(config, field.name), field.name
 
 
+def test_pretrain_options_default_to_train_config():
+    """pretrain/cli.py stays torch-free, so its literal defaults are checked against TrainConfig's here."""
+    from pretrain.cli import pretrain
+    from pretrain.train import TrainConfig
+
+    config = {f.name: f.default for f in fields(TrainConfig)}
+    options = [p for p in pretrain.params if isinstance(p, click.Option) and p.name in config]
+    written = [p for p in options if isinstance(p.default, (bool, int, float, str))]  # not None or click's unset
+    assert written and all(p.default == config[p.name] for p in written), [(p.name, p.default) for p in written]
+
+
 @pytest.mark.parametrize("key, shown", [
     ("lr", "MSM-MAE 1.5e-4 x global batch / 128; MAE-AST 1e-4"),
     ("weight_decay", "MSM-MAE 0.05, not on biases/norms/tokens; MAE-AST 0.01"),
