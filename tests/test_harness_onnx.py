@@ -42,8 +42,8 @@ def exported(micro_checkpoints, tmp_path_factory) -> dict:
         torch_model = Embedder(str(micro_checkpoints[name])).model
         path = out / f"{name}.onnx"
         if name.startswith("mae-ast"):
-            run = subprocess.run([sys.executable, "-m", "hear_maeast", "export", str(micro_checkpoints[name]), "--onnx", str(path)],
-                                 capture_output=True, text=True, env=env1(), timeout=300, cwd=REPO)
+            command = [sys.executable, "-m", "hear_maeast", "export", str(micro_checkpoints[name]), "--onnx", str(path)]
+            run = subprocess.run(command, capture_output=True, text=True, env=env1(), timeout=300, cwd=REPO)
             assert run.returncode == 0, run.stderr[-2000:]
             assert f"wrote {path}" in run.stdout
         else:
