@@ -348,16 +348,25 @@ def run_fold(fold: Fold, template: MaskedAutoencoder, label_to_idx: dict, tc: Fi
     result_file = fold.out / f"{_file_stem(fold)}.finetune.json"
     state_file = fold.out / f"{_file_stem(fold)}.finetune-state.pt"
     if result_file.is_file():
-        _log(f"  {fold.name}: kept (finished earlier)")
-        return json.loads(result_file.read_text())
+        try:
+            result = json.loads(result_file.read_text(encoding="utf-8"))
+            _log(f"  {fold.name}: kept (finished earlier)")
+            return result
+        except ValueError as e:
+            _discard(result_file, e, fold)
     train, valid, test = (Split.read(fold.task_dir, fold.splits[k], label_to_idx) for k in ("train", "valid", "test"))
     model, opt = new_fold_model(template, len(label_to_idx), fold, tc)
     state = {"epoch": 0, "best": None, "bad_epochs": 0, "history": [], "seconds": 0.0}
     if state_file.is_file():
-        state = torch.load(state_file, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"], strict=False)
-        opt.load_state_dict(state["optimizer"])
-        _log(f"  {fold.name}: resuming after epoch {state['epoch']} of {tc.epochs}")
+        try:
+            saved = torch.load(state_file, map_location="cpu", weights_only=True)
+            model.load_state_dict(saved["model"], strict=False)
+            opt.load_state_dict(saved["optimizer"])
+            state = saved
+            _log(f"  {fold.name}: resuming after epoch {state['epoch']} of {tc.epochs}")
+        except Exception as e:  # noqa: BLE001 - truncated or foreign: never fatal, the fold is simply redone
+            model, opt = new_fold_model(template, len(label_to_idx), fold, tc)  # nothing half-loaded
+            _discard(state_file, e, fold)
     _log(f"  {fold.name}: train {fold.splits['train']} ({len(train)} clips), valid {fold.splits['valid']} "
          f"({len(valid)}), test {fold.splits['test']} ({len(test)})")
     state = fit(model, opt, fold, train, valid, tc, state, state_file)
@@ -373,6 +382,13 @@ def run_fold(fold: Fold, template: MaskedAutoencoder, label_to_idx: dict, tc: Fi
     state_file.unlink(missing_ok=True)
     _log(f"  {fold.name}: test {scores['test_score']:.3f} (best valid epoch {best['epoch']} of {state['epoch']} run)")
     return result
+
+
+def _discard(path: Path, e: Exception, fold: Fold) -> None:
+    """A fold's file that cannot be read (cut by a kill or a full disk): named, deleted, and the fold redone."""
+    _log(f"  {fold.name}: {path} cannot be read ({type(e).__name__}: {' '.join(str(e).split())[:200]}); it is "
+         "discarded and the fold starts over")
+    path.unlink(missing_ok=True)
 
 
 def save_fold_model(model: SceneClassifier, fold: Fold, result: dict) -> None:
@@ -448,11 +464,8 @@ def finetune_task(task_dir: Path, task_out: Path, template: MaskedAutoencoder, t
 
 def scene_and_event_tasks(tasks_dir: Path, only: tuple[str, ...]) -> tuple[list[Path], list[Path]]:
     """(scene tasks, event tasks) under `tasks_dir` (eval.runs.select_tasks: checked before any work); BadInput when
-    none is a scene task or a task folder is not usable."""
-    try:
-        tasks = select_tasks(tasks_dir, only, SAMPLE_RATE)
-    except TaskError as e:
-        raise BadInput(str(e)) from e
+    none is a scene task, TaskError (exit 1, as `eval`) when a task folder is not usable."""
+    tasks = select_tasks(tasks_dir, only, SAMPLE_RATE)
     scene = [t for t in tasks if read_metadata(t)["embedding_type"] != EVENT]
     event = [t for t in tasks if t not in scene]
     if not scene:

@@ -148,21 +148,34 @@ def read_split(task_dir: Path, split: str) -> dict:
 
 
 def read_vocabulary(task_dir: Path) -> list[str]:
-    """The labels of `labelvocabulary.csv` (header `idx,label`), in index order."""
+    """The labels of `labelvocabulary.csv` (header `idx,label`, read as CSV, quoted labels too, as heareval reads
+    it), in index order. The one reader of vocabularies: every idx an integer, 0..n-1 each once, every label once;
+    anything else (one idx for two labels would score a broken label map) is a TaskError naming the file."""
     path = Path(task_dir) / LABEL_VOCABULARY
     if not path.is_file():
         raise TaskError(f"{task_dir} is not a complete HEAR task: {LABEL_VOCABULARY} is missing")
-    lines = read_text(path).splitlines()
-    if lines[:1] != ["idx,label"]:
-        raise TaskError(f"{path} must start with the header `idx,label`, got {lines[:1]}")
-    return [line.split(",", 1)[-1] for line in lines[1:] if line.strip()]
+    text = read_text(path)
+    if text.splitlines()[:1] != ["idx,label"]:
+        raise TaskError(f"{path} must start with the header `idx,label`, got {text.splitlines()[:1]}")
+    labels: dict[int, str] = {}
+    for line, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2):
+        idx, label = (row.get("idx") or "").strip(), row.get("label")
+        problem = ("its idx is not an integer" if not idx.lstrip("-").isdigit() else
+                   f"idx {idx} is given to two labels ({labels.get(int(idx))!r} and {label!r})" if int(idx) in labels else
+                   f"label {label!r} has two idx" if label in labels.values() else "")
+        if problem or label is None:
+            raise TaskError(f"{path} line {line} ({','.join(str(v) for v in row.values())}): {problem or 'no label'}; "
+                            "each label needs its own idx, 0 to n-1: fix the file or rebuild the task")
+        labels[int(idx)] = label
+    if sorted(labels) != list(range(len(labels))):
+        raise TaskError(f"{path}: idx {sorted(labels)[:10]} are not 0 to {len(labels) - 1} each once; fix the file or "
+                        "rebuild the task")
+    return [labels[i] for i in range(len(labels))]
 
 
 def label_indices(task_dir: Path) -> dict[str, int]:
-    """`labelvocabulary.csv` as {label: idx}, read as CSV (quoted labels too), as heareval reads it."""
-    read_vocabulary(task_dir)  # present, with its header
-    rows = csv.DictReader(io.StringIO(read_text(Path(task_dir) / LABEL_VOCABULARY), newline=""))
-    return {row["label"]: int(row["idx"]) for row in rows}
+    """`labelvocabulary.csv` as {label: idx} (see read_vocabulary)."""
+    return {label: i for i, label in enumerate(read_vocabulary(task_dir))}
 
 
 @dataclass
@@ -181,7 +194,7 @@ class SceneClips:
 
 def scene_clips(task_dir: Path, splits: list[str], label_to_idx: dict[str, int], sample_rate: int) -> SceneClips:
     """The clips of the splits `splits` of a scene task, in `<sample_rate>/<split>/`; a TaskError for a label not in
-    the vocabulary, audio at another rate, or no clips at all."""
+    the vocabulary, audio at another rate, a clip of 0 samples, or no clips at all."""
     task_dir = Path(task_dir)
     files, labels, samples = [], [], []
     for split in splits:
@@ -194,6 +207,8 @@ def scene_clips(task_dir: Path, splits: list[str], label_to_idx: dict[str, int],
             info = audio_info(path)
             if info.samplerate != sample_rate:
                 raise TaskError(f"{path} is at {info.samplerate} Hz, in the {sample_rate} Hz folder of the task")
+            if info.frames == 0:  # a crop of it is empty, and a mean over it divides by zero
+                raise _audio_error(BadInput(f"{path}: the file holds no audio (0 samples)"))
             files.append(path)
             labels.append([label_to_idx[str(label)] for label in clip_labels])
             samples.append(info.frames)

@@ -176,13 +176,13 @@ class Transformer(nn.Module):
         stop = depth if layer in (-1, depth, ALL_LAYERS) else layer
         if not self.prenorm:
             x = self.norm(x)
-        states = []
+        states = []  # kept only for ALL_LAYERS: otherwise each block's output is freed as the next one runs
         for blk in self.blocks[:stop]:
             x = blk(x)
-            states.append(x)
+            states += [x] if layer == ALL_LAYERS else []
         if self.prenorm and stop == depth:
             x = self.norm(x)
-            states[-1:] = [x]  # a decoder of depth 0 has no states
+            states[-1:] = [x] if states else []
         return torch.cat(states, dim=-1) if layer == ALL_LAYERS else x
 
 

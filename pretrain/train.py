@@ -34,6 +34,7 @@ from hear_maeast import __version__
 from hear_maeast.checkpoint import save_checkpoint
 from hear_maeast.config import ModelConfig, get_preset
 from hear_maeast.errors import BadInput, WorkFailed
+from hear_maeast.files import FolderLock
 from hear_maeast.masking import num_masked
 from hear_maeast.model import MaskedAutoencoder
 from hear_maeast.optim import decay_groups, lr_at
@@ -41,7 +42,7 @@ from hear_maeast.provenance import git_commit
 from pretrain.data import FeatureStore, Source, open_source
 from pretrain.loader import MicroBatches, Plan, clip_sums, loader, mean_std, stats_sample
 from pretrain.recipes import CPU_BATCH, RECIPES
-from pretrain.runfolder import FolderLock, clear_temporaries, load_state, open_log, save_state
+from pretrain.runfolder import clear_temporaries, load_state, open_log, save_state
 from pretrain.step import compile_by_default, compiled, mae_loss, mark_step
 
 MODEL_FILE, STATE_FILE, LOG_FILE, TENSORBOARD = "model.safetensors", "train_state.pt", "log.csv", "tensorboard"

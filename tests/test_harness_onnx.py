@@ -42,8 +42,8 @@ def exported(micro_checkpoints, tmp_path_factory) -> dict:
         torch_model = Embedder(str(micro_checkpoints[name])).model
         path = out / f"{name}.onnx"
         if name.startswith("mae-ast"):
-            run = subprocess.run([sys.executable, "-m", "hear_maeast", "export", str(micro_checkpoints[name]), "--onnx", str(path)],
-                                 capture_output=True, text=True, env=env1(), timeout=300, cwd=REPO)
+            command = [sys.executable, "-m", "hear_maeast", "export", str(micro_checkpoints[name]), "--onnx", str(path)]
+            run = subprocess.run(command, capture_output=True, text=True, env=env1(), timeout=300, cwd=REPO)
             assert run.returncode == 0, run.stderr[-2000:]
             assert f"wrote {path}" in run.stdout
         else:
@@ -91,6 +91,8 @@ def test_a_graph_answers_for_its_own_layer_and_files_that_are_not_ours_are_refus
     one = Embedder(onnx=str(path), layer=1)
     assert rel(one.scene(torch.ones(1, 8000) * 0.1), Embedder(str(micro_checkpoints["mae-ast-patch-micro"]),
                                                               layer=1).scene(torch.ones(1, 8000) * 0.1)) < RTOL
+    with pytest.raises(BadInput, match=r"holds one layer \(1\); every layer's hidden states need the checkpoint"):
+        one.layer_states(torch.ones(1, 8000) * 0.1)
     with pytest.raises(BadInput, match=r"layer=3: expected an int in 1\.\.2"):
         export_onnx(torch_model, tmp_path / "x.onnx", layer=3)
     plain = onnx.load(str(path))

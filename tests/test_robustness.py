@@ -376,7 +376,7 @@ def test_pretrain_survives_a_truncated_feature_file(pretrain_lms, tmp_path):
 
 
 def test_pretrain_refuses_a_second_process_on_the_same_run_folder(pretrain_lms, tmp_path):
-    from pretrain.runfolder import FolderLock
+    from hear_maeast.files import FolderLock
 
     lock = FolderLock(tmp_path / "run").acquire()  # as a live run holds it
     try:
@@ -703,13 +703,17 @@ def test_table_against_a_finetuned_row_says_there_is_nothing_to_pair(tmp_path):
                "--against a-finetuned: nothing to pair with: a fine-tuned row has no heareval predictions")
 
 
-def test_eval_on_a_run_json_whose_tasks_is_not_an_object_is_one_line(eval_case, toy_hear_env, tmp_path):
-    task, out = eval_case
-    (out / "toy").mkdir(parents=True)
-    (out / "toy" / "run.json").write_text(_h_json.dumps({"name": "toy", "tasks": [1, 2]}))
-    proc = eval_cli("eval", "--tasks-dir", task, "--module", "toy_hear", "--out", out, "--name", "toy",
-                    env=toy_hear_env)
-    eval_refused(proc, 1, f"{out / 'toy' / 'run.json'} must hold `tasks` as an object of {{task: record}}")
+def test_a_run_json_whose_tasks_is_not_an_object_is_one_line(tmp_path):
+    """eval.runs.read_run, the one reader of run.json (`eval`, `finetune` and `table`); before, `eval` said
+    "internal error: AttributeError"."""
+    from eval.results import ResultsError
+    from eval.runs import open_run
+
+    _h_result(tmp_path / "toy", run={"name": "toy", "tasks": [1, 2]})
+    message = f"{tmp_path / 'toy' / 'run.json'} must hold `tasks` as an object of {{task: record}}"
+    _h_refused(_h_cli("table", tmp_path / "toy"), 1, message)
+    with pytest.raises(ResultsError, match="must hold `tasks` as an object"):
+        open_run(tmp_path / "toy", {"name": "toy"})
 
 
 # -- names --
@@ -726,3 +730,146 @@ def test_every_command_taking_a_name_refuses_a_path(eval_case, tmp_path, command
                  f"--name {name!r} is not a plain file or folder name")
     unchanged()
     assert not out.exists() or not any(out.rglob("*")), sorted(out.rglob("*"))
+
+
+# -- fine-tuning --
+def _h_finetune(task_root: Path, ckpt: Path, out: Path, *extra) -> subprocess.CompletedProcess:
+    return _h_cli("finetune", "--tasks-dir", task_root, "--model", ckpt, "--out", out, "--epochs", 1, "--device", "cpu",
+                  "--batch-size", 4, *extra, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def hostile_ft(eval_pitch_task, micro_checkpoints, tmp_path_factory) -> tuple[Path, Path, Path]:
+    """(a tasks root holding a tiny copy of the pitch task: 8/4/4 clips, a micro checkpoint, a finished
+    one-epoch `finetune` results folder of it)."""
+    root = tmp_path_factory.mktemp("hostile_ft")
+    task = root / "tasks" / EVAL_PITCH
+    _h_shutil.copytree(eval_pitch_task, task)
+    for split, n in (("train", 8), ("valid", 4), ("test", 4)):
+        clips = _h_json.loads((task / f"{split}.json").read_text())
+        keep = dict(list(clips.items())[:n])
+        (task / f"{split}.json").write_text(_h_json.dumps(keep))
+        for wav in (task / "16000" / split).iterdir():
+            if wav.name not in keep:
+                wav.unlink()
+    proc = _h_finetune(root / "tasks", micro_checkpoints["msm-mae-micro"], root / "out")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root / "tasks", micro_checkpoints["msm-mae-micro"], root / "out"
+
+
+def _h_ft_copy(hostile_ft, tmp_path) -> tuple[Path, Path, Path]:
+    """A writable copy of the tasks root and of the results: (tasks root, task folder, run folder)."""
+    tasks, _, out = hostile_ft
+    _h_shutil.copytree(tasks, tmp_path / "tasks")
+    _h_shutil.copytree(out, tmp_path / "out")
+    return tmp_path / "tasks", tmp_path / "tasks" / EVAL_PITCH, tmp_path / "out" / "hear_maeast-msm-mae-micro-finetuned"
+
+
+def test_finetune_rerun_on_a_changed_task_does_not_report_the_old_score(hostile_ft, tmp_path):
+    """Same task name, other labels: the fold is trained again (eval.runs.same_task), never "kept"."""
+    tasks, task, run = _h_ft_copy(hostile_ft, tmp_path)
+    test = _h_json.loads((task / "test.json").read_text())
+    labels = sorted({label for v in test.values() for label in v})
+    (task / "test.json").write_text(_h_json.dumps({c: [labels[(i + 1) % len(labels)]] for i, c in enumerate(test)}))
+    proc = _h_finetune(tasks, hostile_ft[1], tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "kept (finished earlier)" not in proc.stdout + proc.stderr and "test score" in proc.stdout + proc.stderr
+    assert (run / EVAL_PITCH / "test.json").read_bytes() == (task / "test.json").read_bytes()
+
+
+def test_finetune_discards_a_truncated_state_and_redoes_the_fold(hostile_ft, tmp_path):
+    """Before: `OSError: [Errno 22]` without a file name, on every re-run."""
+    tasks, _, run = _h_ft_copy(hostile_ft, tmp_path)
+    for name in ("test.finetune.json", "test.predicted-scores.json"):
+        (run / EVAL_PITCH / name).unlink()
+    state = run / EVAL_PITCH / "test.finetune-state.pt"
+    state.write_bytes(b"PK\x03\x04" + bytes(300))  # a zip header and nothing else, as a kill mid-copy leaves
+    proc = _h_finetune(tasks, hostile_ft[1], tmp_path / "out")
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert f"{state} cannot be read" in log and "it is discarded and the fold starts over" in log, log[-3000:]
+    assert (run / EVAL_PITCH / "test.predicted-scores.json").is_file() and not state.exists()
+
+
+def test_finetune_never_adopts_a_foreign_folder_nor_shares_one_with_a_live_run(hostile_ft, tmp_path):
+    """An --out/<name> without run.json is not ours (before: adopted, its files overwritten); a folder another
+    process holds (pretrain's lock, now shared) is refused with its pid."""
+    from hear_maeast.files import FolderLock
+
+    tasks, ckpt, _ = hostile_ft
+    foreign = tmp_path / "a" / "hear_maeast-msm-mae-micro-finetuned"
+    foreign.mkdir(parents=True)
+    (foreign / "notes.txt").write_text("mine\n")
+    _h_refused(_h_finetune(tasks, ckpt, tmp_path / "a"), 2, f"{foreign} holds files (notes.txt) but no run.json")
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+    held = tmp_path / "b" / "hear_maeast-msm-mae-micro-finetuned"
+    lock = FolderLock(held).acquire()
+    try:
+        _h_refused(_h_finetune(tasks, ckpt, tmp_path / "b"), 2, f"--out {held} is in use by another process (pid "
+                                                                f"{os.getpid()}")
+    finally:
+        lock.release()
+    assert sorted(p.name for p in held.iterdir()) == [".lock"]
+
+
+@pytest.mark.parametrize("vocabulary,problem", [
+    ("idx,label\n0,a\n0,b\n", "idx 0 is given to two labels ('a' and 'b')"),
+    ("idx,label\n0,a\n7,b\n", "idx [0, 7] are not 0 to 1 each once"),
+    ("idx,label\n0,a\nx,b\n", "line 3 (x,b): its idx is not an integer"),
+])
+def test_a_broken_label_vocabulary_is_refused_by_every_command(hostile_ft, tmp_path, vocabulary, problem):
+    """The one vocabulary reader (eval.taskdir.read_vocabulary); before, one idx for two labels scored 1.000 on a
+    task the model cannot solve, and a bad idx gave an IndexError in failed.json."""
+    tasks, task, _ = _h_ft_copy(hostile_ft, tmp_path)
+    (task / "labelvocabulary.csv").write_text(vocabulary)
+    for proc in (_h_finetune(tasks, hostile_ft[1], tmp_path / "new"),
+                 eval_cli("eval", "--tasks-dir", tasks, "--module", "hear_maeast", "--out", tmp_path / "new")):
+        _h_refused(proc, 1, f"{task / 'labelvocabulary.csv'}", problem)
+    assert not (tmp_path / "new").exists()
+
+
+def test_finetune_refuses_a_clip_of_zero_samples_by_name(hostile_ft, tmp_path, split="train"):
+    """Before: train cropped batches to zero samples; test raised ZeroDivisionError. One check for every split
+    (eval.taskdir.scene_clips)."""
+    import soundfile as sf
+
+    tasks, task, _ = _h_ft_copy(hostile_ft, tmp_path)
+    wav = sorted((task / "16000" / split).iterdir())[0]
+    sf.write(wav, np.zeros(0, "float32"), 16000, subtype="PCM_16")
+    proc = _h_finetune(tasks, hostile_ft[1], tmp_path / "new")  # results are keyed to the task's files, not its audio
+    run = tmp_path / "new" / "hear_maeast-msm-mae-micro-finetuned"
+    _h_refused(proc, 1, f"fine-tuning failed on {EVAL_PITCH} (see failed.json")
+    assert f"{wav}: the file holds no audio (0 samples)" in _h_json.loads(
+        (run / EVAL_PITCH / "failed.json").read_text())["error"]
+
+
+# -- outputs on a read-only location --
+def _h_read_only(folder: Path) -> list[str]:
+    """A command prefix that runs the command with `folder` remounted read-only (a private mount namespace); skips
+    where user namespaces are not allowed."""
+    script = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" || exit 99; exec "$@"'
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, str(folder), "true"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot remount a folder read-only here (unshare: {probe.stderr.strip()[:200]})")
+    return ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, str(folder)]
+
+
+def test_outputs_on_a_read_only_location_are_one_line_and_keep_the_previous_results(hostile_store, tmp_path):
+    """`embed -o` and `table -o` into a read-only folder (every output goes through hear_maeast.files.atomic_write):
+    one line naming the path asked for (before: a temporary name), exit 1, the previous results byte for byte."""
+    audio, store = hostile_store
+    out = tmp_path / "ro"
+    out.mkdir()
+    (out / "x.npz").write_bytes(b"previous embeddings")
+    (out / "table.md").write_text("previous table\n")
+    _h_result(tmp_path / "results" / "m")
+    prefix = _h_read_only(out)
+    before = _pretrain_tree(out)
+    wav = sorted(audio.iterdir())[0]
+    for args, named in ((["embed", wav, "-o", out / "x.npz"], out / "x.npz"),
+                        (["table", tmp_path / "results", "-o", out / "table.md"], out / "table.md")):
+        proc = subprocess.run([*prefix, str(BIN / "hear-maeast"), *map(str, args)], capture_output=True, text=True,
+                              timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore"))
+        _h_refused(proc, 1, f"Read-only file system: {named} (choose a writable output folder)")
+    assert _pretrain_tree(out) == before

@@ -27,7 +27,7 @@ from hear_maeast.checkpoint import CheckpointError, CheckpointNotFound
 from hear_maeast.config import ModelConfig
 from hear_maeast.errors import BadInput, WorkFailed
 from hear_maeast.frontend import FrontEnd
-from hear_maeast.model import MAX_BATCH, MaskedAutoencoder
+from hear_maeast.model import ALL_LAYERS, MAX_BATCH, MaskedAutoencoder
 
 META_CONFIG, META_LAYER, META_SOURCE = "hear_maeast/config", "hear_maeast/layer", "hear_maeast/source"
 OPSET = 18
@@ -54,16 +54,20 @@ def export_onnx(model: MaskedAutoencoder, out, layer: int | None = None) -> Path
     require("onnxscript", "onnx")
     cfg = model.cfg
     layer = resolved_layer(model.layer if layer is None else layer, cfg.depth)
-    model = model.cpu().eval()
+    device = model.device
+    model.cpu().eval()  # exported on the CPU, put back where it was below
     spec = torch.zeros(2, cfg.n_mels, cfg.input_frames)  # [B, F, T]
     axes = {0: torch.export.Dim("batch", min=1, max=4096)}
     if not cfg.fixed_length:  # 1-D positions: any whole number of tokens up to one chunk
         pw = cfg.patch_size[1]
         axes[2] = pw * torch.export.Dim("time_tokens", min=1, max=cfg.input_frames // pw)
-    with torch.no_grad(), _quiet():
-        program = torch.onnx.export(_ChunkEncoder(model, layer), (spec,), input_names=["spec"],
-                                    output_names=["tokens"], dynamic_shapes=(axes,), dynamo=True, opset_version=OPSET,
-                                    verbose=False)
+    try:
+        with torch.no_grad(), _quiet():
+            program = torch.onnx.export(_ChunkEncoder(model, layer).eval(), (spec,), input_names=["spec"],
+                                        output_names=["tokens"], dynamic_shapes=(axes,), dynamo=True,
+                                        opset_version=OPSET, verbose=False)
+    finally:
+        model.to(device)
     program.model.metadata_props.update({META_CONFIG: cfg.to_json(), META_LAYER: str(layer),
                                          META_SOURCE: str(getattr(model, "source", "") or "")})
     out = Path(out)
@@ -103,6 +107,9 @@ class OnnxModel(MaskedAutoencoder):
         return torch.device("cpu")
 
     def encode(self, spec: torch.Tensor, layer: int = -1) -> torch.Tensor:  # [B, F, T] -> [B, N, D]
+        if layer == ALL_LAYERS:
+            raise BadInput(f"{self.source}: an exported graph holds one layer ({self.onnx_layer}); every layer's "
+                           "hidden states need the checkpoint itself")
         if resolved_layer(layer, self.cfg.depth) != self.onnx_layer:
             raise BadInput(f"{self.source}: exported for layer {self.onnx_layer}, asked for layer {layer}; export it "
                            f"again with `hear-maeast export CKPT --onnx OUT --layer {layer}`")

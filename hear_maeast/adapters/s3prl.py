@@ -25,9 +25,9 @@ from hear_maeast.timing import HOP
 class MaeastUpstream(torch.nn.Module):
     """hidden states [depth x [B, T, Fg*D]], downsample rate pw * 160 samples at 16 kHz."""
 
-    def __init__(self, checkpoint: str = "", *, onnx: str = "", sample_rate: int = 16000, **model_options):
+    def __init__(self, checkpoint: str = "", *, sample_rate: int = 16000, **model_options):
         super().__init__()
-        self.embedder = Embedder(checkpoint, onnx=onnx, **model_options)
+        self.embedder = Embedder(checkpoint, **model_options)
         self.embedder.check_rate(sample_rate, "s3prl")
         cfg = self.embedder.cfg
         self.num_layers = cfg.depth
