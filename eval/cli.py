@@ -177,7 +177,7 @@ def finetune(tasks_dir, model_path, out, name, only, replace_stale, **options):
     """Fine-tune the encoder + a linear head on every scene task (the MAE-AST paper's protocol) and score it with
     heareval's splits and metrics: RESULTS/<model>-finetuned/<task>/test.predicted-scores.json, read by `table`.
 
-    A re-run resumes per task, fold and epoch. Exits 1 when any task failed (after the others). README: "Fine-tuning".
+    A re-run resumes per task, fold and epoch. Exits 1 when any task failed (after the others). docs/finetuning.md.
     """
     from eval.finetune import run_finetune
 

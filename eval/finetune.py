@@ -1,7 +1,8 @@
 """`hear-maeast finetune`: fine-tune the encoder on HEAR scene tasks (the protocol of the MAE-AST paper), scored with
-heareval's own metric functions and written in heareval's layout, next to the linear probes of `hear-maeast eval`.
+heareval's own metric functions and written in heareval's layout, next to the probe rows (heareval's MLP on frozen
+embeddings) of `hear-maeast eval`.
 
-Protocol (README, "Fine-tuning"):
+Protocol (docs/finetuning.md):
 - Splits as heareval's predictions runner: a train/valid/test task trains on `train`, picks its epoch on `valid`
   and scores `test`; a k-fold task runs once per fold, folds sorted by name, fold i the test fold, fold i + 1 (mod k)
   the valid fold, the other folds the training set; mean and std (pandas, ddof 1) over folds, as heareval.

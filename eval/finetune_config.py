@@ -11,7 +11,7 @@ from hear_maeast.errors import BadInput
 
 @dataclass
 class FinetuneConfig:
-    """Every option of a fine-tuning run (recorded in run.json) and its default, for small HEAR tasks (README); the
+    """Every option of a fine-tuning run (recorded in run.json) and its default, for small HEAR tasks (docs/finetuning.md); the
     click options of `hear-maeast finetune` take their defaults from here."""
 
     epochs: int = 30

@@ -12,7 +12,7 @@
    default weights, for the same preset randomly initialised (the honest baseline: what pretraining bought).
    Then `hear_maeast.logmel`, the log-mel floor every learned representation must beat (results/logmel-floor).
 4. `hear-maeast finetune --tasks-dir WORK/tasks --out WORK/results --epochs N` for a hear_maeast model: the encoder
-   fine-tuned on each scene task (the MAE-AST paper's protocol; README "Fine-tuning"), a `<model>-finetuned` row
+   fine-tuned on each scene task (the MAE-AST paper's protocol; docs/finetuning.md), a `<model>-finetuned` row
    next to the probe rows (event tasks: n/a; the drum task is left out to keep `make eval` short). Few epochs (`--finetune-epochs`, 0 skips it) keep `make eval` short.
 5. `hear-maeast table WORK/results --against <model>` -> WORK/leaderboard.md, .csv, .png, and the table printed:
    the scores, then every other row compared with the model clip by clip (exact McNemar test: which differences
@@ -42,7 +42,7 @@ from hear_maeast.timing import SAMPLE_RATE
 SPOKEN_DIGIT = "hear-2021.0.6-spoken_digit-1.0.9-small-44100.tar.gz"
 SPEECH_COMMANDS = "speech_commands_v0.02-small.zip"
 QUIET_DBFS = -60.0  # a task whose every clip peaks below this is nearly silent: its scores say little
-FINETUNE_EPOCHS = 10  # README "Fine-tuning": what these epochs add to `make eval`, and what 30 epochs give
+FINETUNE_EPOCHS = 10  # docs/finetuning.md, "The fine-tuned row of `make eval`": what these epochs add to `make eval`, and what 30 epochs give
 FLOOR_NAME = "logmel-floor"  # results folder of hear_maeast.logmel, the floor every learned model must beat
 
 
@@ -153,8 +153,8 @@ def eval_command(tasks_dir: Path, results: Path, module: str, grid: str, model_p
 
 def finetune_command(tasks_dir: Path, results: Path, epochs: int, model_path: str = "") -> list[str]:
     """`hear-maeast finetune` as step 4 runs it (stale results of changed weights replaced): every task but the
-    drum task (its 5 x ~400-clip folds would add ~10 min on 2 cores: `make eval` stays under 15 minutes, and README
-    "Fine-tuning" gives the command that fine-tunes it too)."""
+    drum task (its 5 x ~400-clip folds would add ~10 min on 2 cores: `make eval` stays under 15 minutes, and
+    docs/finetuning.md gives the command that fine-tunes it too)."""
     from eval.drums import TASK as DRUM_TASK
 
     only = [a for t in sorted(p.name for p in tasks_dir.iterdir() if p.is_dir() and p.name != DRUM_TASK)
@@ -164,8 +164,8 @@ def finetune_command(tasks_dir: Path, results: Path, epochs: int, model_path: st
 
 
 def probe_steps(tasks_dir: Path, results: Path, work: Path, module: str, model_path: str, grid: str) -> int:
-    """Step 3: the model's probe, the random-init baseline (default weights only) and the log-mel floor; OR of the
-    exit codes."""
+    """Step 3: the model's probe and the random-init baseline (default weights only); OR of the exit codes. The
+    log-mel floor is `floor_step`, run after fine-tuning."""
     _step(f"hear-maeast eval (--grid {grid})")
     eval_cmd = eval_command(tasks_dir, results, module, grid, model_path)
     rc = _run(eval_cmd)

@@ -13,9 +13,10 @@ the task's split JSONs alone (heareval.embeddings.task_embeddings.memmap_embeddi
 each split's clips, splits in task_metadata order), so the clip of every row is known from the split JSONs heareval
 copied into the results: clips are paired by name, and two folders whose clip names or targets differ are
 refused. Each file is checked against its task before a tensor is made (rows: the split's clips, columns: the
-vocabulary; dense, inside its storage): reading one takes the memory of the arrays the task implies. Only accuracy tasks are compared
-(`top1_acc`, and `pitch_acc`, which heareval scores with the same Top1Accuracy: a clip is right or wrong); the cell
-is empty for the others (mAP, event onsets) and rows without predictions (`-finetuned`) are left out.
+vocabulary; dense, inside its storage): reading one takes the memory of the arrays the task implies. Only accuracy
+tasks are compared (`top1_acc`, and `pitch_acc`, which heareval scores with the same Top1Accuracy: a clip is right or
+wrong); the cell is empty for the others (mAP, event onsets) and rows without predictions (`-finetuned`) are left
+out.
 """
 
 from __future__ import annotations
