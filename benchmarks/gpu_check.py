@@ -81,12 +81,16 @@ class Results:
 
     def add(self, entry: dict) -> None:
         self.data["sections"].append(entry)
-        self.write()
+        try:
+            self.write()
+        except ValueError as e:  # this section's result is too large: keep its name and why, the run goes on
+            self.data["sections"][-1] = dict(section=entry.get("section"), status="failed", reason=str(e))
+            self.write()
 
     def write(self) -> None:
         text = json.dumps(self.data, indent=1, default=str) + "\n"
         if len(text.encode()) > MAX_BYTES:
-            raise SystemExit(f"{self.path}: the results would exceed 16 MiB; refused")
+            raise ValueError(f"{self.path}: the results would exceed 16 MiB; refused")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(text)
@@ -111,8 +115,11 @@ def run_section(name: str, a, limit: float, work: Path) -> dict:
         stdout, _ = p.communicate(timeout=max(limit, 1))
         lines = stdout.strip().splitlines()
         out = dict(status="ok" if p.returncode == 0 else "failed")
-        out.update(result=json.loads(lines[-1])) if p.returncode == 0 and lines else out.update(
-            reason=f"exit {p.returncode}: " + " | ".join(lines[-3:])[-2000:])
+        try:
+            out.update(result=json.loads(lines[-1])) if p.returncode == 0 and lines else out.update(
+                reason=f"exit {p.returncode}: " + " | ".join(lines[-3:])[-2000:])
+        except ValueError:  # a section that printed something else last: its failure, not the guard's
+            out = dict(status="failed", reason="its last line is not JSON: " + lines[-1][-2000:])
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)  # the section and everything it started (CLI runs, loader workers)
         p.communicate()

@@ -26,7 +26,6 @@ from hear_maeast.errors import WorkFailed
 from hear_maeast.provenance import file_sha256
 
 
-
 class PackageUnavailable(WorkFailed):
     """A pinned package could not be fetched or unpacked here; the message says what was tried and what to do."""
 

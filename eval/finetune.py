@@ -68,7 +68,7 @@ from eval.finetune_config import FinetuneConfig
 from eval.results import FINETUNED_SUFFIX, NOT_APPLICABLE, SCORES
 from eval.runs import (DEFAULT_MODULE, FINETUNE, copy_task_files, model_name, open_run, package_version, same_task,
                        select_tasks, weights_file, write_json)
-from eval.taskdir import (EVENT, SceneClips, TaskError, check_task, clip_batches, label_indices, plain_name, read_clip,
+from eval.taskdir import (EVENT, SceneClips, check_task, clip_batches, label_indices, plain_name, read_clip,
                           read_metadata, scene_clips)
 from hear_maeast.files import atomic_write
 from hear_maeast.api import get_scene_embeddings, tail_rule

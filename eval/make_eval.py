@@ -35,7 +35,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from eval.runner import model_name
+from eval.runs import model_name
 from eval.taskdir import read_audio
 from hear_maeast.timing import SAMPLE_RATE
 

@@ -58,29 +58,44 @@ def _unreadable(path: Path, why: str) -> ResultsError:
                         f"same `hear-maeast eval` command again, which scores that task again")
 
 
-def _number(path: Path, value, what: str = "test score", low: float = 0.0, high: float = 1.0) -> float:
-    """A score read from `path`: a finite number in [low, high] (every HEAR primary metric is in [0, 1]); a NaN,
-    an Inf, a negative or an absurd value (a hand edit, a broken run) is refused, never shown or kept as a score."""
+# heareval's score functions whose values lie in [0, 1]; the others (d_prime, segment_1s_er) are only finite
+BOUNDED_METRICS = {"top1_acc", "pitch_acc", "chroma_acc", "mAP", "event_onset_200ms_fms", "event_onset_50ms_fms",
+                   "event_onset_offset_50ms_20perc_fms"}
+
+
+def _number(path: Path, value, what: str = "test score", bounded: bool = True) -> float:
+    """A score read from `path`: a finite number, in [0, 1] when its metric is `bounded` (every HEAR primary metric
+    is); a NaN, an Inf, a negative or an absurd value (a hand edit, a broken run) is refused, never shown or kept."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _unreadable(path, f"expected a number, got {value!r}")
-    if not (math.isfinite(value) and low <= value <= high):
-        raise ResultsError(f"{path} holds {what} {value!r}, not a score in [{low:g}, {high:g}]: it was edited or "
-                           "damaged; delete it and run the same `hear-maeast eval` command again, which scores that "
-                           "task again")
+    if not (math.isfinite(value) and (not bounded or 0.0 <= value <= 1.0)):
+        expected = "a score in [0, 1]" if bounded else "a finite score"
+        raise ResultsError(f"{path} holds {what} {value!r}, not {expected}: it was edited or damaged; delete it and "
+                           "run the same `hear-maeast eval` command again, which scores that task again")
     return float(value)
 
 
-def parse_scores(path: Path, scores) -> Score:
+def _primary_bounded(task_out: Path) -> bool:
+    """Whether the task's primary metric (first of `evaluation` in the metadata copied beside the scores) lies in
+    [0, 1]; True when the metadata is not there or names no metric."""
+    try:
+        evaluation = json.loads((Path(task_out) / METADATA).read_text(encoding="utf-8")).get("evaluation") or []
+    except (OSError, ValueError, AttributeError):
+        return True
+    return not evaluation or evaluation[0] in BOUNDED_METRICS
+
+
+def parse_scores(path: Path, scores, bounded: bool = True) -> Score:
     """The leaderboard number of heareval's `test.predicted-scores.json` contents (see the module docstring)."""
     if not isinstance(scores, dict):
         raise _unreadable(path, "not a JSON object")
     if isinstance(scores.get("aggregated_scores"), dict):  # k-fold: mean and std over folds
         agg = scores["aggregated_scores"]
-        return Score(_number(path, agg.get("test_score_mean")),
-                     _number(path, agg.get("test_score_std"), "test_score_std"))
+        return Score(_number(path, agg.get("test_score_mean"), bounded=bounded),
+                     _number(path, agg.get("test_score_std"), "test_score_std", bounded=bounded))
     folds = [v for v in scores.values() if isinstance(v, dict) and "test_score" in v]  # "test" or one fold
     if len(folds) == 1:
-        return Score(_number(path, folds[0]["test_score"]))
+        return Score(_number(path, folds[0]["test_score"], bounded=bounded))
     raise _unreadable(path, f"no test score in it (keys: {sorted(scores)})")
 
 
@@ -93,7 +108,7 @@ def read_score(task_out: Path) -> Score:
         scores = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
         raise _unreadable(path, f"{type(e).__name__}: {e}") from e
-    return parse_scores(path, scores)
+    return parse_scores(path, scores, _primary_bounded(task_out))
 
 
 def is_task_result(path: Path) -> bool:

@@ -37,14 +37,13 @@ from typing import Callable
 from eval.taskdir import LABEL_VOCABULARY, METADATA, TaskError, check_task, find_tasks, task_splits
 from hear_maeast.errors import BadInput
 from hear_maeast.files import LOCK_FILE, FolderLock, atomic_write
-from hear_maeast.provenance import file_sha256
 
 RUN = "run.json"
 DEFAULT_MODULE = "hear_maeast"
 PROBE, FINETUNE = "probe", "finetune"
 # The keys that say which model (and options) a run scored; the first is the weights' sha256.
 IDENTITY = {PROBE: ("weights_sha256", "module", "model_options"), FINETUNE: ("model_sha256", "options")}
-WHAT = {PROBE: "linear-probe results of `hear-maeast eval`", FINETUNE: "fine-tuning results of `hear-maeast finetune`"}
+WHAT = {PROBE: "probe results (heareval's) of `hear-maeast eval`", FINETUNE: "fine-tuning results of `hear-maeast finetune`"}
 
 
 # ---------------------------------------------------------------------------------------------- run.json

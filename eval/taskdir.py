@@ -247,6 +247,29 @@ def sample_rates(task_dir: Path) -> list[int]:
     return sorted(int(p.name) for p in Path(task_dir).iterdir() if p.is_dir() and p.name.isdigit())
 
 
+def labelled_clips(task_dir: Path) -> tuple[str, list[str], dict[str, list[tuple[str, np.ndarray, str]]]]:
+    """(task name, label vocabulary, {split: [(clip name, audio [N] float32 at 16 kHz, label)]}) of a multiclass
+    scene task, for harnesses that bring their own data formats (X-ARES shards, an MTEB dataset; built locally,
+    nothing downloaded). Audio from the 16000 Hz folder when present, else resampled from the highest rate there."""
+    from hear_maeast.timing import SAMPLE_RATE
+
+    task_dir = Path(task_dir)
+    meta = check_metadata(task_dir)
+    if (meta["embedding_type"], meta["prediction_type"]) != ("scene", "multiclass"):
+        raise BadInput(f"{task_dir}: a {meta['embedding_type']} {meta['prediction_type']} task; the harness adapters "
+                       "take scene multiclass tasks (one label per clip)")
+    rates = sample_rates(task_dir)
+    if not rates:
+        raise BadInput(f"{task_dir}: no <sample_rate>/ audio folder; is the task complete?")
+    rate = SAMPLE_RATE if SAMPLE_RATE in rates else rates[-1]
+    splits = {}
+    for split in task_splits(meta, task_dir / METADATA):
+        clips = read_split(task_dir, split)
+        splits[split] = [(name, hear_audio.load_audio(task_dir / str(rate) / split / name).numpy(), str(labels[0]))
+                         for name, labels in sorted(clips.items())]
+    return f"{meta.get('task_name', task_dir.name)}", read_vocabulary(task_dir), splits
+
+
 def read_metadata(task_dir: Path) -> dict:
     task_dir = Path(task_dir)
     path = task_dir / METADATA

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from hear_maeast import __version__
-from hear_maeast.errors import BadInput, Group
+from hear_maeast.errors import Group
 from hear_maeast.files import atomic_write
 from hear_maeast.provenance import file_sha256
 

@@ -168,6 +168,8 @@ def norm_stats_problem(mean: float, std: float) -> str | None:
     if abs(mean) > MAX_NORM_MEAN:
         return f"mean {mean:g} is beyond +-{MAX_NORM_MEAN:g} (outside float32's range, or meaningless for log-mels)"
     return None
+
+
 # Configuration keys of version 0.1.0 -> (new key, old value -> new value)
 _LEGACY = {
     "block": ("norm_position", {"prenorm": "pre", "postnorm": "post"}),

@@ -20,6 +20,7 @@ import torch
 from hear_maeast.errors import BadInput
 from hear_maeast.files import atomic_write
 
+
 def clear_temporaries(folder: Path) -> None:
     """Remove .NAME.*.tmp files left by a process killed mid-write (never loadable under the real name)."""
     for stale in Path(folder).glob(".*.tmp"):

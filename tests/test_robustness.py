@@ -872,3 +872,23 @@ def test_outputs_on_a_read_only_location_are_one_line_and_keep_the_previous_resu
                               timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore"))
         _h_refused(proc, 1, f"Read-only file system: {named} (choose a writable output folder)")
     assert _pretrain_tree(out) == before
+
+
+def test_scores_outside_0_1_are_refused_only_where_the_primary_metric_lies_in_0_1(tmp_path):
+    import json as _json
+
+    from eval.results import ResultsError, read_score
+
+    def task_out(name, metric, score):
+        out = tmp_path / name
+        out.mkdir()
+        (out / "task_metadata.json").write_text(_json.dumps({"evaluation": [metric]}))
+        (out / "test.predicted-scores.json").write_text(_json.dumps({"test": {"test_score": score}}))
+        return out
+
+    assert read_score(task_out("dprime", "d_prime", -0.4)).mean == -0.4  # heareval's d_prime can be negative
+    assert read_score(task_out("er", "segment_1s_er", 1.3)).mean == 1.3  # an error rate can exceed 1
+    with pytest.raises(ResultsError, match=r"not a score in \[0, 1\]"):
+        read_score(task_out("acc", "top1_acc", 1.3))
+    with pytest.raises(ResultsError, match="not a finite score"):
+        read_score(task_out("dprime-nan", "d_prime", float("nan")))

@@ -83,7 +83,7 @@ class LocalAudioClassification(AbsTaskClassification):
 
 def local_task(task_dir, test_fold: int = -1) -> LocalAudioClassification:
     """A HEAR scene multiclass task folder as an MTEB task: its last fold (test_fold) is "test", the others "train"."""
-    from hear_maeast.adapters.tasks import scene_clips
+    from eval.taskdir import labelled_clips as scene_clips  # task reading has one home: eval/taskdir.py
     from hear_maeast.timing import SAMPLE_RATE
 
     name, labels, splits = scene_clips(task_dir)

@@ -24,6 +24,7 @@ import torch
 
 from hear_maeast.adapters import require
 from hear_maeast.checkpoint import CheckpointError, CheckpointNotFound
+from hear_maeast.files import atomic_write
 from hear_maeast.config import ModelConfig
 from hear_maeast.errors import BadInput, WorkFailed
 from hear_maeast.frontend import FrontEnd
@@ -72,7 +73,7 @@ def export_onnx(model: MaskedAutoencoder, out, layer: int | None = None) -> Path
                                          META_SOURCE: str(getattr(model, "source", "") or "")})
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    program.save(str(out))
+    atomic_write(out, lambda tmp: program.save(str(tmp)))  # a killed export leaves no half-written file
     return out
 
 

@@ -58,7 +58,7 @@ def write_shards(task_dir, env_root) -> Path:
     import soundfile as sf
     import webdataset as wds
 
-    from hear_maeast.adapters.tasks import scene_clips
+    from eval.taskdir import labelled_clips as scene_clips  # task reading has one home: eval/taskdir.py
 
     name, labels, splits = scene_clips(task_dir)
     out = Path(env_root) / name
