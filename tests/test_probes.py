@@ -137,6 +137,55 @@ def test_mlp_scores_the_smallest_task_as_heareval_does(probe_results, tmp_path):
     score, _ = probe_task("mlp", results / MODEL / PITCH, tmp_path / "mlp" / PITCH, seed=42, grid="fast")
     heareval = read_score(theirs).mean
     assert abs(float(score) - heareval) <= 0.05, (score, heareval)
-    ours = json.loads((tmp_path / "mlp" / PITCH / "test.predicted-scores.json").read_text())["hparams"]
-    log = (theirs / "prediction.log").read_text()
-    assert f"'lr': {ours['lr']}" in log  # among the grid points heareval tried
+
+
+def _copy(probe_results, tmp_path) -> tuple[Path, Path, Path]:
+    """(tasks root, --out, the pitch task's embeddings folder in it): a private copy of eval's embeddings."""
+    root, results = probe_results
+    out = tmp_path / "out"
+    shutil.copytree(results / MODEL / PITCH, out / MODEL / PITCH)
+    return root, out, out / MODEL / PITCH
+
+
+def _labels(folder: Path, split: str, change) -> None:
+    path = folder / f"{split}.target-labels.pkl"
+    rows = pickle.loads(path.read_bytes())
+    path.write_bytes(pickle.dumps([change(r) for r in rows]))
+
+
+def _files(*folders: Path) -> list:
+    return sorted((str(p), p.stat().st_mtime_ns) for f in folders for p in f.rglob("*"))
+
+
+@pytest.mark.parametrize("damage, code, message", [
+    ("nan", 1, "hold NaN or inf; the model produced them"),
+    ("unseen", 1, "has labels never in its training split train"),
+    ("one-class", 1, "has a single class"),
+    ("other-weights", 2, "holds results that are not this model's: they are of other weights"),
+])
+def test_probe_refuses_what_it_cannot_score_in_one_line(probe_results, tmp_path, damage, code, message):
+    root, out, emb = _copy(probe_results, tmp_path)
+    if damage == "nan":
+        dims = json.loads((emb / "train.embedding-dimensions.json").read_text())
+        x = np.memmap(emb / "train.embeddings.npy", dtype=np.float32, mode="r+", shape=tuple(dims))
+        x[3, 5] = np.nan
+        x.flush()
+    elif damage == "unseen":  # no training clip keeps the first test clip's label
+        gone = pickle.loads((emb / "test.target-labels.pkl").read_bytes())[0][0]
+        keep = next(r[0] for r in pickle.loads((emb / "train.target-labels.pkl").read_bytes()) if r[0] != gone)
+        _labels(emb, "train", lambda r: [keep] if r[0] == gone else r)
+    elif damage == "one-class":
+        _labels(emb, "train", lambda r: ["C4"])
+    module = "toy_hear"
+    if damage == "other-weights":  # eval's folder of this package's default weights, written by other weights
+        module, name = "hear_maeast", "hear_maeast-default"
+        (out / MODEL).rename(out / name)
+        (out / name / "run.json").write_text(json.dumps({"name": name, "module": module, "model_options": {},
+                                                         "weights_sha256": "0" * 64}))
+        emb = out / name / PITCH
+    before = _files(root, emb)
+    text = run_cli("probe", "--tasks-dir", root, "--task", PITCH, "--module", module, "--out", out,
+                   "--probe", "linear", code=code)
+    error = [line for line in text.splitlines() if line.startswith("error: ")]
+    assert len(error) == 1 and message in error[0], text
+    assert _files(root, emb) == before  # the tasks and the embeddings untouched; anything written is in --out

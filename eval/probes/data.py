@@ -138,11 +138,11 @@ def check(task: TaskData) -> None:
     for rotation in task.rotation():
         train, test = task.pooled(rotation["train"]), task.pooled(rotation["test"])
         seen = train.y.sum(0) > 0
+        if task.multiclass and int(seen.sum()) < 2:
+            raise TaskError(f"{task.name}: training split {'+'.join(rotation['train'])} has a single class; a "
+                            f"classifier needs two or more: rebuild the task")
         unseen = [task.labels[i] for i in np.flatnonzero((test.y.sum(0) > 0) & ~seen)]
         if unseen:
             raise TaskError(f"{task.name}: test split {'+'.join(rotation['test'])} has labels never in its training "
                             f"split {'+'.join(rotation['train'])} ({', '.join(unseen[:5])}); no probe can learn "
                             f"them: rebuild the task with every label in training")
-        if task.multiclass and int(seen.sum()) < 2:
-            raise TaskError(f"{task.name}: training split {'+'.join(rotation['train'])} has a single class; a "
-                            f"classifier needs two or more: rebuild the task")

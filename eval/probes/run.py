@@ -235,5 +235,7 @@ def run_probes(tasks_dir: Path, out: Path, probes: tuple[str, ...], module: str 
     if failed:
         names = ", ".join(f"{t} ({p})" for p, t, _ in failed)
         first = failed[0][2]
+        if len(failed) == 1:
+            raise type(first)(f"{failed[0][0]} probe: {first}")
         raise type(first)(f"{len(failed)} probe runs failed ({names}); the first: {first}")
     return folders
