@@ -14,7 +14,10 @@
 4. `hear-maeast finetune --tasks-dir WORK/tasks --out WORK/results --epochs N` for a hear_maeast model: the encoder
    fine-tuned on each scene task (the MAE-AST paper's protocol; README "Fine-tuning"), a `<model>-finetuned` row
    next to the probe rows (event tasks: n/a; the drum task is left out to keep `make eval` short). Few epochs (`--finetune-epochs`, 0 skips it) keep `make eval` short.
-5. `hear-maeast table WORK/results --against <model>` -> WORK/leaderboard.md, .csv, .png, and the table printed:
+5. `hear-maeast probe --probe linear --probe knn` on the default weights, the random init and the log-mel floor:
+   EVAR's linear probe and X-ARES's kNN on the embeddings `eval` wrote (rows `<model>-linear`, `<model>-knn`),
+   for a default-weights run only. heareval's probe stays the score of record.
+6. `hear-maeast table WORK/results --against <model>` -> WORK/leaderboard.md, .csv, .png, and the table printed:
    the scores, then every other row compared with the model clip by clip (exact McNemar test: which differences
    the small tasks can tell from luck), followed by a note for every task whose audio is nearly silent (the
    official small spoken-digit archive: see `quiet_tasks`).
@@ -43,6 +46,7 @@ SPEECH_COMMANDS = "speech_commands_v0.02-small.zip"
 QUIET_DBFS = -60.0  # a task whose every clip peaks below this is nearly silent: its scores say little
 FINETUNE_EPOCHS = 10  # README "Fine-tuning": what these epochs add to `make eval`, and what 30 epochs give
 FLOOR_NAME = "logmel-floor"  # results folder of hear_maeast.logmel, the floor every learned model must beat
+MAKE_EVAL_PROBES = ("linear", "knn")  # `hear-maeast probe` rows next to heareval's (docs/probes.md: their time)
 
 
 def _step(msg: str) -> None:
@@ -180,6 +184,17 @@ def main(work: Path, shared: Path, module: str, model_path: str, grid: str, fine
     eval_rc |= _run([sys.executable, "-m", "hear_maeast.cli", "eval", "--tasks-dir", str(tasks_dir), "--module",
                      "hear_maeast.logmel", "--grid", grid, "--out", str(results), "--name", FLOOR_NAME, "--replace-stale"])
 
+    probe_rc = 0
+    if module == "hear_maeast" and not model_path:
+        _step(f"hear-maeast probe ({', '.join(MAKE_EVAL_PROBES)}): the default weights, the random init, the floor")
+        probes = [a for p in MAKE_EVAL_PROBES for a in ("--probe", p)]
+        probe_cmd = [sys.executable, "-m", "hear_maeast.cli", "probe", "--tasks-dir", str(tasks_dir), "--out",
+                     str(results), "--replace-stale", *probes]
+        probe_rc |= _run(probe_cmd)
+        probe_rc |= _run(probe_cmd + ["--model", str(work / "random-init.safetensors"), "--name",
+                                      "hear_maeast-random-init"])
+        probe_rc |= _run(probe_cmd + ["--module", "hear_maeast.logmel", "--name", FLOOR_NAME])
+
     _step("leaderboard")
     against = model_name(module, model_path)  # the folder `eval` wrote the model's results to
     table_rc = _run([sys.executable, "-m", "hear_maeast.cli", "table", str(results), "-o", str(work / "leaderboard.md"),
@@ -191,11 +206,12 @@ def main(work: Path, shared: Path, module: str, model_path: str, grid: str, fine
         with open(work / "leaderboard.md", "a") as md:
             md.write("\n" + "\n".join(notes) + "\n")
     print(f"\nwrote {work / 'leaderboard.md'}, .csv, .png in {time.time() - start:.0f} s")
-    steps = (("hear-validator", validator_rc), ("eval", eval_rc), ("finetune", finetune_rc), ("table", table_rc))
+    steps = (("hear-validator", validator_rc), ("eval", eval_rc), ("finetune", finetune_rc), ("probe", probe_rc),
+             ("table", table_rc))
     for what, rc in steps:
         if rc:
             print(f"{what} failed (exit {rc})", file=sys.stderr)
-    sys.exit(1 if validator_rc or eval_rc or finetune_rc or table_rc else 0)
+    sys.exit(1 if validator_rc or eval_rc or finetune_rc or probe_rc or table_rc else 0)
 
 
 if __name__ == "__main__":
