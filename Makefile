@@ -10,7 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: install test eval bench clean
 
-# The HEAR 2021 tools cannot be resolved from their own metadata on Python 3.11: see README, "The install".
+# The HEAR 2021 tools cannot be resolved from their own metadata on Python 3.11: see docs/install.md.
 $(BIN)/.installed: requirements-eval.txt constraints.txt setup.cfg
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip 'setuptools<81' wheel

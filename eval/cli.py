@@ -195,7 +195,10 @@ def table(results, output, csv_path, png, against):
               help="[default: bf16 on CUDA, fp32 elsewhere].")
 @click.option("--seed", default=0, show_default=True, help="The same seed gives the same scores on CPU.")
 @click.option("--save-models", is_flag=True, help="Also write each fold's best model: <fold>.model/.head.safetensors.")
-def finetune(tasks_dir, model_path, out, name, only, **options):
+@click.option("--replace-stale", is_flag=True,
+              help="When OUT/<name> holds fine-tuning results of other weights or options (e.g. after the default "
+                   "weights changed), delete them and fine-tune this model there; refused otherwise.")
+def finetune(tasks_dir, model_path, out, name, only, replace_stale, **options):
     """Fine-tune the encoder + a linear head on every scene task (the MAE-AST paper's protocol) and score it with
     heareval's splits and metrics: RESULTS/<model>-finetuned/<task>/test.predicted-scores.json, read by `table`.
 
@@ -203,4 +206,5 @@ def finetune(tasks_dir, model_path, out, name, only, **options):
     """
     from eval.finetune import FinetuneConfig, run_finetune
 
-    run_finetune(tasks_dir, out, model_path=model_path, name=name, only=only, tc=FinetuneConfig(**options))
+    run_finetune(tasks_dir, out, model_path=model_path, name=name, only=only, tc=FinetuneConfig(**options),
+                 replace_stale=replace_stale)

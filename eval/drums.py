@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from eval.taskdir import TaskError
+from eval.taskdir import TaskError, audio_info, read_audio
 from hear_maeast.debian import Deb, fetch_unpacked
 from hear_maeast.timing import SAMPLE_RATE
 
@@ -83,11 +83,8 @@ def _clip(path: Path) -> np.ndarray | None:
     from hear_maeast.audio import resample
 
     n = int(CLIP_S * SAMPLE_RATE)
-    try:
-        rate = sf.info(str(path)).samplerate
-        x, _ = sf.read(str(path), frames=int(np.ceil(CLIP_S * rate)), dtype="float32", always_2d=True)  # [N, C]
-    except (sf.LibsndfileError, RuntimeError) as e:
-        raise TaskError(f"{path}: cannot decode audio ({e})") from e
+    rate = audio_info(path).samplerate
+    x, _ = read_audio(path, 0, int(np.ceil(CLIP_S * rate)), always_2d=True)  # [N, C]
     x = resample(x.mean(axis=1), rate, SAMPLE_RATE)[:n]  # [<= n]
     if x.size == 0 or np.abs(x).max() < SILENT_PEAK:
         return None

@@ -20,7 +20,7 @@ Protocol (README, "Fine-tuning"):
   the patch embedding (and CLS, and a post-norm encoder's input norm) decay^(L + 1), the final norm the full lr;
   the head `--head-lr-scale` times the lr (SSAST's `head_lr`, 10 in its ESC-50 recipe: a new head on a small
   task needs larger steps than the pretrained blocks); linear warm-up then half-cycle cosine, per step
-  (`pretrain.train.lr_at`).
+  (`hear_maeast.optim`).
 - Evaluation: whole clips through the HEAR API's chunked path (`hear_maeast.get_scene_embeddings`), then the head.
   Valid after every epoch; the best epoch (highest valid score, ties to the lower valid loss; the lowest valid loss
   when the task sets `use_scoring_for_early_stopping: false`, as heareval) is kept and scored on test; training
@@ -47,6 +47,7 @@ import copy
 import csv
 import json
 import math
+import shutil
 import time
 import traceback
 from dataclasses import asdict, dataclass
@@ -60,14 +61,16 @@ from torch import nn
 from tqdm import tqdm
 
 from eval.results import FINETUNED_SUFFIX, NOT_APPLICABLE, SCORES
-from eval.taskdir import EVENT, LABEL_VOCABULARY, TaskError, check_task, find_tasks
-from hear_maeast.checkpoint import atomic_write
+from eval.runs import (DEFAULT_MODULE, FINETUNE, copy_task_files, model_name, open_run, package_version, same_task,
+                       select_tasks, weights_file, write_json)
+from eval.taskdir import EVENT, LABEL_VOCABULARY, TaskError, check_task, read_metadata
+from hear_maeast.files import atomic_write
 from hear_maeast.errors import BadInput, WorkFailed
 from hear_maeast.model import MaskedAutoencoder, pool_scene, tokens_to_columns
+from hear_maeast.optim import layer_decay_groups, lr_at
 from hear_maeast.provenance import file_sha256
 from hear_maeast.timing import HOP, SAMPLE_RATE, WIN
 
-PROTOCOL = "finetune"
 MIXUP_BETA = 10.0  # SSAST's dataloader: lambda ~ Beta(10, 10)
 SPECAUG_FRACTION = 3 / 16  # SSAST ESC-50: freqm 24 of 128 bins, timem 96 of 512 frames
 HEAD_INIT_STD = 2e-5  # MAE fine-tuning: trunc_normal_(head.weight, std=2e-5)
@@ -129,10 +132,6 @@ class FinetuneConfig:
 
 def _log(msg: str) -> None:
     print(f"[hear-maeast finetune] {msg}", flush=True)
-
-
-def _write_json(path: Path, obj) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2)))
 
 
 # ---------------------------------------------------------------------------------------------- splits
@@ -273,49 +272,6 @@ class SceneClassifier(nn.Module):
         return self.head(get_scene_embeddings(audio, self.backbone))
 
 
-def layer_id(name: str, depth: int, used: int, prenorm: bool) -> int | None:
-    """MAE's layer ids for layer-wise lr decay (util/lr_decay.py): 0 the embedding, i for block i, used + 1 the top.
-
-    None for what the classifier does not use (the decoder, the mask token, blocks above `layer`)."""
-    if name.startswith("head."):
-        return used + 1
-    if name.startswith(("backbone.patch_embed.", "backbone.cls_token")):
-        return 0
-    if name.startswith("backbone.encoder.blocks."):
-        block = int(name.split(".")[3])
-        return block + 1 if block < used else None
-    if name.startswith("backbone.encoder.norm."):
-        if not prenorm:
-            return 0  # a post-norm (wav2vec2) encoder normalises its input
-        return used + 1 if used == depth else None
-    return None
-
-
-def param_groups(model: SceneClassifier, weight_decay: float, layer_decay: float, head_lr_scale: float = 1.0
-                 ) -> list[dict]:
-    """AdamW groups with `lr_scale` = layer_decay^(top - id) (the head: head_lr_scale); no weight decay on biases,
-    norms and tokens.
-
-    Parameters the classifier does not use are frozen (requires_grad False) and left out."""
-    backbone = model.backbone
-    depth = backbone.cfg.depth
-    used = depth if backbone.layer == -1 else backbone.layer
-    groups: dict[tuple[int, bool], dict] = {}
-    for name, p in model.named_parameters():
-        lid = layer_id(name, depth, used, backbone.cfg.norm_position == "pre")
-        p.requires_grad_(lid is not None)
-        if lid is None:
-            continue
-        no_decay = p.ndim == 1 or name.endswith("_token")
-        head = name.startswith("head.")
-        group = groups.setdefault((lid, no_decay, head), {
-            "params": [], "names": [], "weight_decay": 0.0 if no_decay else weight_decay,
-            "lr_scale": head_lr_scale if head else layer_decay ** (used + 1 - lid)})
-        group["params"].append(p)
-        group["names"].append(name)
-    return list(groups.values())
-
-
 # ---------------------------------------------------------------------------------------------- training
 @dataclass
 class Fold:
@@ -350,8 +306,6 @@ def _autocast(tc: FinetuneConfig):
 def train_epoch(model: SceneClassifier, opt, fold: Fold, train: Split, tc: FinetuneConfig, epoch: int,
                 schedule, bar) -> float:
     """One pass over the training clips in a random order; returns the mean training loss."""
-    from pretrain.train import lr_at
-
     cfg = model.backbone.cfg
     rng = np.random.default_rng(_seed(tc.seed, fold.index, epoch))
     torch.manual_seed(_seed(tc.seed, fold.index, epoch, 1))  # SpecAugment draws from torch's generator
@@ -436,7 +390,7 @@ def new_fold_model(template: MaskedAutoencoder, nlabels: int, fold: Fold, tc: Fi
     """A fresh copy of the pretrained encoder with a new head (seeded by the fold), and its AdamW."""
     torch.manual_seed(_seed(tc.seed, fold.index, 0, 2))
     model = SceneClassifier(copy.deepcopy(template), nlabels).to(tc.device)
-    groups = param_groups(model, tc.weight_decay, tc.layer_decay, tc.head_lr_scale)
+    groups = layer_decay_groups(model, tc.weight_decay, tc.layer_decay, tc.head_lr_scale)
     opt = torch.optim.AdamW(groups, lr=tc.lr, betas=ADAMW_BETAS)
     return model, opt
 
@@ -504,7 +458,7 @@ def run_fold(fold: Fold, template: MaskedAutoencoder, label_to_idx: dict, tc: Fi
     result = {"scores": scores, "best_epoch": best["epoch"], "epochs_run": state["epoch"], "history": state["history"]}
     if tc.save_models:
         save_fold_model(model, fold, result)
-    _write_json(result_file, result)
+    write_json(result_file, result)
     state_file.unlink(missing_ok=True)
     _log(f"  {fold.name}: test {scores['test_score']:.3f} (best valid epoch {best['epoch']} of {state['epoch']} run)")
     return result
@@ -548,9 +502,22 @@ def heareval_scores(metadata: dict, label_to_idx: dict) -> list:
     return [available_scores[s](label_to_idx=label_to_idx) for s in metadata["evaluation"]]
 
 
+def keep_only_this_task(task_dir: Path, task_out: Path) -> None:
+    """Results in `task_out` are kept only while they are of this very task (eval.runs.same_task): otherwise they
+    are deleted, and the task's files copied there for the next run to compare."""
+    if same_task(task_dir, task_out):
+        return
+    if task_out.is_dir() and any(task_out.iterdir()):
+        _log("  the task files changed since its results were made (or an older hear-maeast made them): "
+             "fine-tuning it again")
+        shutil.rmtree(task_out)
+    copy_task_files(task_dir, task_out)
+
+
 def finetune_task(task_dir: Path, task_out: Path, template: MaskedAutoencoder, tc: FinetuneConfig) -> dict:
     """Every fold of one scene task, then its test.predicted-scores.json; returns its run.json entry."""
     metadata = check_task(task_dir, SAMPLE_RATE)
+    keep_only_this_task(task_dir, task_out)
     label_to_idx = label_vocabulary(task_dir)
     scores = heareval_scores(metadata, label_to_idx)
     by_score = metadata.get("use_scoring_for_early_stopping", True)
@@ -562,27 +529,21 @@ def finetune_task(task_dir: Path, task_out: Path, template: MaskedAutoencoder, t
         results[fold.name], best_epochs[fold.name] = detail["scores"], detail["best_epoch"]
     if len(results) > 1:
         results["aggregated_scores"] = aggregate_folds(results)
-    results.update(hparams={**asdict(tc), "protocol": PROTOCOL}, postprocessing=[],
+    results.update(hparams={**asdict(tc), "protocol": FINETUNE}, postprocessing=[],
                    score_mode="max" if by_score else "min", embedding_path=str(task_out))
-    _write_json(task_out / SCORES, results)
+    write_json(task_out / SCORES, results)
     return {"status": "done", "score": _primary(results), "best_epoch": best_epochs}
 
 
-def select_tasks(tasks_dir: Path, only: tuple[str, ...]) -> tuple[list[Path], list[Path]]:
-    """(scene tasks, event tasks) under `tasks_dir`, checked before any work; BadInput when none is a scene task."""
+def scene_and_event_tasks(tasks_dir: Path, only: tuple[str, ...]) -> tuple[list[Path], list[Path]]:
+    """(scene tasks, event tasks) under `tasks_dir` (eval.runs.select_tasks: checked before any work); BadInput when
+    none is a scene task or a task folder is not usable."""
     try:
-        tasks = find_tasks(Path(tasks_dir))
-        if only:
-            missing = set(only) - {t.name for t in tasks}
-            if missing:
-                raise TaskError(f"no task folder named {sorted(missing)} in {tasks_dir}; "
-                                f"it has {[t.name for t in tasks]}")
-            tasks = [t for t in tasks if t.name in only]
-        kinds = {t: check_task(t, SAMPLE_RATE)["embedding_type"] for t in tasks}
+        tasks = select_tasks(tasks_dir, only, SAMPLE_RATE)
     except TaskError as e:
         raise BadInput(str(e)) from e
-    scene = [t for t in tasks if kinds[t] != EVENT]
-    event = [t for t in tasks if kinds[t] == EVENT]
+    scene = [t for t in tasks if read_metadata(t)["embedding_type"] != EVENT]
+    event = [t for t in tasks if t not in scene]
     if not scene:
         raise BadInput(f"{', '.join(t.name for t in event)}: event task(s); only scene tasks are fine-tuned "
                        f"(score event tasks with heareval's probe: hear-maeast eval)")
@@ -603,41 +564,20 @@ def load_backbone(model_path: str, layer: int) -> MaskedAutoencoder:
         raise BadInput(str(e)) from e
 
 
-def start_run(out: Path, name: str, config: dict) -> Path:
-    """Create or resume RESULTS/<name>/; refuse a folder holding probe results or another model's or options'."""
-    run_dir = Path(out) / name
-    run_json = run_dir / "run.json"
-    if run_json.is_file():
-        previous = json.loads(run_json.read_text())
-        if previous.get("protocol") != PROTOCOL:
-            raise BadInput(f"{run_dir} holds linear-probe results of `hear-maeast eval`; give the fine-tuned run its "
-                           f"own folder with --name or another --out")
-        for key in ("model_sha256", "options"):
-            if previous.get(key) != config[key]:
-                raise BadInput(f"{run_dir} holds a fine-tuning run with another {key} ({previous.get(key)} vs now "
-                               f"{config[key]}); resume with the same options, or use another --name or --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(run_json, config)
-    return run_dir
-
-
 def finetuned_name(model_path: str, name: str | None) -> str:
     """`<model>-finetuned` (the name `eval` gives the model, plus the suffix), so fine-tuned rows never collide with
     probe rows; a --name without the suffix gets it."""
-    from eval.runner import DEFAULT_MODULE, model_name
-
     name = name or model_name(DEFAULT_MODULE, model_path)
     return name if name.endswith(FINETUNED_SUFFIX) else name + FINETUNED_SUFFIX
 
 
 def run_config(name: str, model_path: str, tasks_dir: Path, template: MaskedAutoencoder, tc: FinetuneConfig) -> dict:
-    from eval.runner import package_version
-    from hear_maeast.api import DEFAULT_WEIGHTS
     from hear_maeast.provenance import git_commit
 
-    path = Path(model_path) if model_path else DEFAULT_WEIGHTS
-    return {"name": name, "protocol": PROTOCOL, "module": "hear_maeast",
-            "model_file_path": str(Path(model_path).resolve()) if model_path else "", "model_sha256": file_sha256(path),
+    weights = weights_file(DEFAULT_MODULE, model_path)
+    return {"name": name, "protocol": FINETUNE, "module": DEFAULT_MODULE,
+            "model_file_path": str(Path(model_path).resolve()) if model_path else "",
+            "weights_file": str(weights.resolve()), "model_sha256": file_sha256(weights),
             "preset": template.cfg.name, "options": {k: v for k, v in asdict(tc).items() if k != "save_models"},
             "seed": tc.seed, "epochs": tc.epochs, "hear_maeast_version": package_version("hear_maeast"),
             "git_commit": git_commit(), "tasks_dir": str(Path(tasks_dir).resolve())}
@@ -655,35 +595,38 @@ def _run_task(task: Path, task_out: Path, template: MaskedAutoencoder, tc: Finet
     except Exception as e:  # noqa: BLE001 - record, go on with the other tasks
         message = f"{type(e).__name__}: {e}"
         _log(f"  FAILED: {message}")
-        _write_json(failed_file, {"error": message, "traceback": traceback.format_exc()})
+        write_json(failed_file, {"error": message, "traceback": traceback.format_exc()})
         return {"status": "failed", "error": message}
 
 
 def run_finetune(tasks_dir: Path, out: Path, model_path: str = "", name: str | None = None,
-                 only: tuple[str, ...] = (), tc: FinetuneConfig | None = None) -> dict:
+                 only: tuple[str, ...] = (), tc: FinetuneConfig | None = None, replace_stale: bool = False) -> dict:
     """Fine-tune on every scene task under `tasks_dir`; returns run.json's `tasks` ({task: entry}).
 
-    Event tasks get a not-applicable.json (`table`: n/a). Raises WorkFailed, after all tasks ran, when any failed.
+    The run folder follows eval/runs.py: a folder of other weights or options is refused, or replaced with
+    `replace_stale`. Event tasks get a not-applicable.json (`table`: n/a). Raises WorkFailed, after all tasks ran,
+    when any failed.
     """
     tc = (tc or FinetuneConfig()).resolved()
     tc.check()
-    scene, event = select_tasks(tasks_dir, only)
+    scene, event = scene_and_event_tasks(tasks_dir, only)
     template = load_backbone(model_path, tc.layer)
     name = finetuned_name(model_path, name)
     config = run_config(name, model_path, tasks_dir, template, tc)
-    run_dir = start_run(Path(out), name, config)
+    run_dir = Path(out) / name
+    open_run(run_dir, config, replace_stale, _log)
     _log(f"{template.cfg.name} ({model_path or 'default weights'}), {tc.epochs} epochs, {tc.precision} on "
          f"{tc.device}; results in {run_dir}")
     status, start = {}, time.time()
     for task in event:
         reason = "an event task: only scene tasks are fine-tuned (heareval's probe scores it: hear-maeast eval)"
         _log(f"{task.name}: skipped, {reason}")
-        _write_json(run_dir / task.name / NOT_APPLICABLE, {"reason": reason})
+        write_json(run_dir / task.name / NOT_APPLICABLE, {"reason": reason})
         status[task.name] = {"status": "n/a", "reason": reason}
     for i, task in enumerate(scene, 1):
         _log(f"[{i}/{len(scene)}] {task.name}")
         status[task.name] = _run_task(task, run_dir / task.name, template, tc)
-    _write_json(run_dir / "run.json", {**config, "tasks": status})
+    write_json(run_dir / "run.json", {**config, "tasks": status})
     failed = [t for t, s in status.items() if s["status"] == "failed"]
     _log(f"{len(scene) - len(failed)} of {len(scene)} scene tasks done in {time.time() - start:.0f} s"
          + (f"; failed: {', '.join(failed)}" if failed else ""))

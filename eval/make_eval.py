@@ -23,7 +23,8 @@
    official small spoken-digit archive: see `quiet_tasks`).
 
 Every step keeps what earlier runs finished, so an interrupted run resumes where it stopped; results of weights
-that have changed since (a re-trained default) are replaced (`eval --replace-stale`), never shown as the new ones.
+that have changed since (a re-trained default) are replaced (`eval` and `finetune` with `--replace-stale`, one
+run-folder rule: eval/runs.py), never shown as the new ones.
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ from pathlib import Path
 
 import click
 import numpy as np
-import soundfile as sf
 
 from eval.runner import model_name
+from eval.taskdir import read_audio
 from hear_maeast.timing import SAMPLE_RATE
 
 SPOKEN_DIGIT = "hear-2021.0.6-spoken_digit-1.0.9-small-44100.tar.gz"
@@ -97,7 +98,7 @@ def quiet_tasks(tasks_dir: Path, sample_rate: int = SAMPLE_RATE) -> list[str]:
     16-bit PCM: the official small spoken-digit archive is such a task, and no model can do much there."""
     notes = []
     for task in sorted(p for p in Path(tasks_dir).iterdir() if (p / str(sample_rate)).is_dir()):
-        peaks = [float(np.abs(sf.read(w, dtype="float32")[0]).max(initial=0.0))
+        peaks = [float(np.abs(read_audio(w)[0]).max(initial=0.0))
                  for w in sorted((task / str(sample_rate)).glob("*/*.wav"))]
         if peaks and max(peaks) < 10 ** (QUIET_DBFS / 20):
             lo, hi = round(min(peaks) * 32768), round(max(peaks) * 32768)
@@ -123,22 +124,12 @@ def _run(cmd: list[str], env: dict | None = None) -> int:
     return subprocess.run(cmd, env=env).returncode
 
 
-@click.command()
-@click.option("--work", default="work", show_default=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--shared", default="../shared/data", show_default=True, type=click.Path(path_type=Path),
-              help="Folder with the small real HEAR data; skipped when absent.")
-@click.option("--module", default="hear_maeast", show_default=True)
-@click.option("--model", "model_path", default="", help="Checkpoint; the module's default weights when empty.")
-@click.option("--grid", default="fast", show_default=True)
-@click.option("--finetune-epochs", default=FINETUNE_EPOCHS, show_default=True,
-              help="Epochs of `hear-maeast finetune` per task and fold (hear_maeast models only); 0: skip it.")
-def main(work: Path, shared: Path, module: str, model_path: str, grid: str, finetune_epochs: int):
+def build_tasks(tasks_dir: Path, shared: Path, work: Path) -> None:
+    """Step 1: the generated suite, and the real tasks whose sources are in `shared` (each skipped with the reason)."""
     from eval import synth
     from eval.resample import resample_tree
     from eval.speech_commands import build
 
-    start = time.time()
-    tasks_dir, results = work / "tasks", work / "results"
     _step(f"tasks in {tasks_dir}")
     for folder in synth.write_suite(tasks_dir):
         print(folder)
@@ -153,65 +144,109 @@ def main(work: Path, shared: Path, module: str, model_path: str, grid: str, fine
         print(f"{shared / SPEECH_COMMANDS} not found: real speech commands task skipped")
     print(drum_task(tasks_dir, work / "debian"))
 
-    _step(f"hear-validator {module}")
-    validator = [_bin("hear-validator"), module] + (["-m", model_path] if model_path else [])
-    validator_rc = _run(validator)
 
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "hear_maeast.cli", *args]
+
+
+def eval_command(tasks_dir: Path, results: Path, module: str, grid: str, model_path: str = "") -> list[str]:
+    """`hear-maeast eval` as step 3 runs it (stale results of changed weights replaced)."""
+    return _cli("eval", "--tasks-dir", str(tasks_dir), "--module", module, "--grid", grid, "--out", str(results),
+                "--replace-stale") + (["--model", model_path] if model_path else [])
+
+
+def finetune_command(tasks_dir: Path, results: Path, epochs: int, model_path: str = "") -> list[str]:
+    """`hear-maeast finetune` as step 4 runs it (stale results of changed weights replaced): every task but the drum task (its 5 x ~400-clip folds would add
+    ~10 min on 2 cores: `make eval` stays under 15 minutes, and README "Fine-tuning" gives the command that
+    fine-tunes it too)."""
+    from eval.drums import TASK as DRUM_TASK
+
+    only = [a for t in sorted(p.name for p in tasks_dir.iterdir() if p.is_dir() and p.name != DRUM_TASK)
+            for a in ("--task", t)]
+    return _cli("finetune", "--tasks-dir", str(tasks_dir), "--out", str(results), "--epochs", str(epochs),
+                "--replace-stale", *only) + (["--model", model_path] if model_path else [])
+
+
+def probe_steps(tasks_dir: Path, results: Path, work: Path, module: str, model_path: str, grid: str) -> int:
+    """Step 3: the model's probe, the random-init baseline (default weights only) and the log-mel floor; OR of the
+    exit codes."""
     _step(f"hear-maeast eval (--grid {grid})")
-    eval_cmd = [sys.executable, "-m", "hear_maeast.cli", "eval", "--tasks-dir", str(tasks_dir), "--module", module,
-                "--grid", grid, "--out", str(results), "--replace-stale"] + (["--model", model_path] if model_path else [])
-    eval_rc = _run(eval_cmd)
+    eval_cmd = eval_command(tasks_dir, results, module, grid, model_path)
+    rc = _run(eval_cmd)
     if module == "hear_maeast" and not model_path:
         _step("the same preset, randomly initialised (baseline)")
         baseline = random_init_checkpoint(work / "random-init.safetensors")
-        eval_rc |= _run(eval_cmd + ["--model", str(baseline), "--name", "hear_maeast-random-init"])
-    finetune_rc = 0
-    if module == "hear_maeast" and finetune_epochs > 0:
-        _step(f"hear-maeast finetune (--epochs {finetune_epochs}): the small scene tasks, encoder fine-tuned")
-        # the drum task's 5 x ~400-clip folds would add ~10 min on 2 cores: `make eval` stays under 15 minutes, and
-        # README "Fine-tuning" gives the command that fine-tunes it too
-        from eval.drums import TASK as DRUM_TASK
+        rc |= _run(eval_cmd + ["--model", str(baseline), "--name", "hear_maeast-random-init"])
+    return rc
 
-        only = [a for t in sorted(p.name for p in tasks_dir.iterdir() if p.is_dir() and p.name != DRUM_TASK)
-                for a in ("--task", t)]
-        # one thread: on a 2-core machine shared with anything else, two threads spin and took 2-5x longer here
-        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-        finetune_rc = _run([sys.executable, "-m", "hear_maeast.cli", "finetune", "--tasks-dir", str(tasks_dir),
-                            "--out", str(results), "--epochs", str(finetune_epochs), *only]
-                           + (["--model", model_path] if model_path else []), env=env)
 
+def floor_step(tasks_dir: Path, results: Path, grid: str) -> int:
     _step("the log-mel floor (hear_maeast.logmel)")
-    eval_rc |= _run([sys.executable, "-m", "hear_maeast.cli", "eval", "--tasks-dir", str(tasks_dir), "--module",
-                     "hear_maeast.logmel", "--grid", grid, "--out", str(results), "--name", FLOOR_NAME, "--replace-stale"])
+    return _run(eval_command(tasks_dir, results, "hear_maeast.logmel", grid) + ["--name", FLOOR_NAME])
 
-    probe_rc = 0
-    if module == "hear_maeast" and not model_path:
-        _step(f"hear-maeast probe ({', '.join(MAKE_EVAL_PROBES)}): the default weights, the random init, the floor")
-        probes = [a for p in MAKE_EVAL_PROBES for a in ("--probe", p)]
-        probe_cmd = [sys.executable, "-m", "hear_maeast.cli", "probe", "--tasks-dir", str(tasks_dir), "--out",
-                     str(results), "--replace-stale", *probes]
-        probe_rc |= _run(probe_cmd)
-        probe_rc |= _run(probe_cmd + ["--model", str(work / "random-init.safetensors"), "--name",
-                                      "hear_maeast-random-init"])
-        probe_rc |= _run(probe_cmd + ["--module", "hear_maeast.logmel", "--name", FLOOR_NAME])
+def probes_step(tasks_dir: Path, results: Path, work: Path) -> int:
+    """Step 5 (default weights): `hear-maeast probe` (MAKE_EVAL_PROBES) on the embeddings `eval` wrote for the
+    default weights, the random init and the log-mel floor; OR of the exit codes."""
+    _step(f"hear-maeast probe ({', '.join(MAKE_EVAL_PROBES)}): the default weights, the random init, the floor")
+    probe_cmd = _cli("probe", "--tasks-dir", str(tasks_dir), "--out", str(results), "--replace-stale",
+                     *(a for p in MAKE_EVAL_PROBES for a in ("--probe", p)))
+    rc = _run(probe_cmd)
+    rc |= _run(probe_cmd + ["--model", str(work / "random-init.safetensors"), "--name", "hear_maeast-random-init"])
+    return rc | _run(probe_cmd + ["--module", "hear_maeast.logmel", "--name", FLOOR_NAME])
 
+
+def finetune_step(tasks_dir: Path, results: Path, epochs: int, model_path: str) -> int:
+    """Step 4 (hear_maeast models, epochs > 0)."""
+    _step(f"hear-maeast finetune (--epochs {epochs}): the small scene tasks, encoder fine-tuned")
+    # one thread: on a 2-core machine shared with anything else, two threads spin and took 2-5x longer here
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    return _run(finetune_command(tasks_dir, results, epochs, model_path), env=env)
+
+
+def leaderboard(tasks_dir: Path, results: Path, work: Path, against: str) -> int:
+    """Step 5: the table (compared with `against` when it has results), then the notes on nearly silent tasks."""
     _step("leaderboard")
-    against = model_name(module, model_path)  # the folder `eval` wrote the model's results to
-    table_rc = _run([sys.executable, "-m", "hear_maeast.cli", "table", str(results), "-o", str(work / "leaderboard.md"),
-                     "--csv", str(work / "leaderboard.csv"), "--plot", str(work / "leaderboard.png")]
+    table_rc = _run(_cli("table", str(results), "-o", str(work / "leaderboard.md"), "--csv",
+                         str(work / "leaderboard.csv"), "--plot", str(work / "leaderboard.png"))
                     + (["--against", against] if (results / against).is_dir() else []))
     notes = quiet_tasks(tasks_dir)
     print("\n".join(notes))
     if notes and not table_rc:
         with open(work / "leaderboard.md", "a") as md:
             md.write("\n" + "\n".join(notes) + "\n")
+    return table_rc
+
+
+@click.command()
+@click.option("--work", default="work", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--shared", default="../shared/data", show_default=True, type=click.Path(path_type=Path),
+              help="Folder with the small real HEAR data; skipped when absent.")
+@click.option("--module", default="hear_maeast", show_default=True)
+@click.option("--model", "model_path", default="", help="Checkpoint; the module's default weights when empty.")
+@click.option("--grid", default="fast", show_default=True)
+@click.option("--finetune-epochs", default=FINETUNE_EPOCHS, show_default=True,
+              help="Epochs of `hear-maeast finetune` per task and fold (hear_maeast models only); 0: skip it.")
+def main(work: Path, shared: Path, module: str, model_path: str, grid: str, finetune_epochs: int):
+    start = time.time()
+    tasks_dir, results = work / "tasks", work / "results"
+    build_tasks(tasks_dir, shared, work)
+    _step(f"hear-validator {module}")
+    validator_rc = _run([_bin("hear-validator"), module] + (["-m", model_path] if model_path else []))
+    eval_rc = probe_steps(tasks_dir, results, work, module, model_path, grid)
+    finetune_rc = 0
+    if module == "hear_maeast" and finetune_epochs > 0:
+        finetune_rc = finetune_step(tasks_dir, results, finetune_epochs, model_path)
+    eval_rc |= floor_step(tasks_dir, results, grid)
+    probe_rc = probes_step(tasks_dir, results, work) if module == "hear_maeast" and not model_path else 0
+    # compared with the folder `eval` wrote the model's results to
+    table_rc = leaderboard(tasks_dir, results, work, model_name(module, model_path))
     print(f"\nwrote {work / 'leaderboard.md'}, .csv, .png in {time.time() - start:.0f} s")
     steps = (("hear-validator", validator_rc), ("eval", eval_rc), ("finetune", finetune_rc), ("probe", probe_rc),
              ("table", table_rc))
     for what, rc in steps:
         if rc:
             print(f"{what} failed (exit {rc})", file=sys.stderr)
-    sys.exit(1 if validator_rc or eval_rc or finetune_rc or probe_rc or table_rc else 0)
+    sys.exit(1 if any(rc for _, rc in steps) else 0)
 
 
 if __name__ == "__main__":

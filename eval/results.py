@@ -1,6 +1,7 @@
 """Reading a results folder: the one reader of scores, shared by `hear-maeast eval` and `hear-maeast table`.
 
-The layout `hear-maeast eval` writes (eval/runner.py), and the versions before it wrote too:
+The layout `hear-maeast eval` writes (eval/runner.py; run folders: eval/runs.py), and the versions before it wrote
+too:
 
     RESULTS/<model-name>/run.json            module, options, weights sha256, ... (absent in hand-made folders)
     RESULTS/<model-name>/<task>/             heareval's embeddings folder for the task, holding
@@ -22,11 +23,11 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eval.runs import RUN, read_run
 from eval.taskdir import METADATA, TaskError, TaskFacts, sample_rates, task_facts
 from hear_maeast.errors import BadInput, WorkFailed
 
 SCORES = "test.predicted-scores.json"
-RUN = "run.json"
 FAILED_JSON = "failed.json"
 FAILED = "failed"
 NOT_APPLICABLE = "not-applicable.json"  # written by `hear-maeast finetune` for an event task
@@ -86,21 +87,6 @@ def read_score(task_out: Path) -> Score:
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
         raise _unreadable(path, f"{type(e).__name__}: {e}") from e
     return parse_scores(path, scores)
-
-
-def read_run(model_dir: Path) -> dict | None:
-    """RESULTS/<model>/run.json, or None when the folder has none."""
-    path = Path(model_dir) / RUN
-    if not path.is_file():
-        return None
-    try:
-        run = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise ResultsError(f"{path} cannot be read ({type(e).__name__}: {e}); delete {model_dir} and evaluate the "
-                           f"model again") from e
-    if not isinstance(run, dict):
-        raise ResultsError(f"{path} must hold a JSON object; delete {model_dir} and evaluate the model again")
-    return run
 
 
 def is_task_result(path: Path) -> bool:

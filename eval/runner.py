@@ -14,11 +14,12 @@ Embeddings: `heareval.embeddings.task_embeddings.task_embeddings` with heareval'
 process (heareval's embeddings runner refuses to start on a CUDA machine with tensorflow-cpu).
 Scores: `python -m heareval.predictions.runner` in a subprocess, with the environment `prediction_env` sets.
 
-Results never go stale: a run folder belongs to one model, keyed by module, options and the sha256 of the weights
-file (the checkpoint given with --model, or this package's bundled default weights). A re-run of the same model
-resumes: finished embeddings are kept while the task's metadata, vocabulary and split files are unchanged, and
-finished scores while their file reads; failed or half-written ones are redone. A folder holding another model's
-results, or results of weights since re-trained, is refused (or replaced with `replace_stale`).
+Results never go stale (the run-folder rules of eval/runs.py, shared with `hear-maeast finetune`): a run folder
+belongs to one model, keyed by module, options and the sha256 of the weights file. A re-run of the same model
+resumes: finished embeddings are kept while the task's metadata, vocabulary and split files are unchanged
+(`eval.runs.same_task`), and finished scores while their file reads; failed or half-written ones are redone. A
+folder holding another model's results, or results of weights since re-trained, is refused (or replaced with
+`replace_stale`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -34,14 +34,14 @@ import time
 import traceback
 from pathlib import Path
 
-from eval.results import RUN, SCORES, ResultsError, read_run, read_score
-from eval.taskdir import LABEL_VOCABULARY, METADATA, TaskError, check_task, find_tasks, plain_name, task_splits
+from eval.results import SCORES, ResultsError, read_score
+from eval.runs import (DEFAULT_MODULE, RUN, model_name, open_run, package_version, same_task, select_tasks,
+                       weights_file, write_json)
+from eval.taskdir import TaskError, check_task, plain_name
 from hear_maeast.errors import BadInput, WorkFailed
 from hear_maeast.provenance import file_sha256, git_commit
 
-DEFAULT_MODULE = "hear_maeast"
 GRIDS = ("default", "fast", "faster")
-MODEL_KEYS = ("module", "model_options", "weights_sha256")  # two runs with equal keys score the same model
 PREDICTION_DONE = "prediction-done.json"
 
 
@@ -58,57 +58,8 @@ def prediction_env() -> dict:
     return env
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._=-]+", "-", text).strip("-")
-
-
-def model_name(module: str, model_path: str = "", model_options: dict | None = None) -> str:
-    """Folder name of a model's results: module, checkpoint stem (or `default`), options."""
-    parts = [module, Path(model_path).stem if model_path else "default"]
-    parts += [f"{k}={v}" for k, v in sorted((model_options or {}).items())]
-    return _slug("-".join(parts))
-
-
-def package_version(module: str) -> str | None:
-    try:
-        top = importlib.import_module(module.split(".")[0])
-        return getattr(top, "__version__", None)
-    except Exception:  # noqa: BLE001 - the version is informative only
-        return None
-
-
 def _log(msg: str) -> None:
     print(f"[hear-maeast eval] {msg}", flush=True)
-
-
-def _write_json(path: Path, obj) -> None:
-    from hear_maeast.checkpoint import atomic_write  # torch: not needed to refuse bad options
-
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2)))
-
-
-def weights_file(module: str, model_path: str = "") -> Path | None:
-    """The weights file a run scores: --model, or this package's bundled default weights; None for another module
-    without --model (whatever it loads is its own business, so only its name and options key the run)."""
-    if model_path:
-        return Path(model_path)
-    if module == DEFAULT_MODULE:
-        from hear_maeast.api import DEFAULT_WEIGHTS
-
-        return Path(DEFAULT_WEIGHTS)
-    return None
-
-
-def select_tasks(tasks_dir: Path, only: tuple[str, ...]) -> list[Path]:
-    """The task folders to run (all of `tasks_dir`, or those named by --task), each checked against the layout."""
-    tasks = find_tasks(Path(tasks_dir))
-    missing = set(only) - {t.name for t in tasks}
-    if missing:
-        raise BadInput(f"--task {sorted(missing)}: no such task folder in {tasks_dir}; it has {[t.name for t in tasks]}")
-    tasks = [t for t in tasks if not only or t.name in only]
-    for task in tasks:
-        check_task(task)  # layout problems are reported before a model is even loaded
-    return tasks
 
 
 def load_embedding(module: str, model_path: str, model_options: dict):
@@ -170,60 +121,19 @@ def run_config(embedding, module: str, model_path: str, model_options: dict, gri
     }
 
 
-def _other_model(run_dir: Path, previous: dict, config: dict) -> str:
-    """Why the results in `run_dir` are not this model's, and what to do."""
-    if "weights_sha256" not in previous:
-        why = "they were written by an earlier hear-maeast that did not record which weights they scored"
-    elif previous.get("weights_sha256") != config["weights_sha256"]:
-        old, new = (str(previous.get("weights_sha256"))[:12], str(config["weights_sha256"])[:12])
-        why = f"they are of other weights (sha256 {old}..., now {new}... for {config['weights_file']})"
-    else:
-        key = next(k for k in MODEL_KEYS if previous.get(k) != config[k])
-        why = f"they are of another model ({key}: {previous.get(key)!r}, now {config[key]!r})"
-    return (f"{run_dir} holds results that are not this model's: {why}. Pass --replace-stale to delete them and "
-            f"score this model there, or give this run its own folder with --name or --out")
-
-
-def start_run(run_dir: Path, config: dict, replace_stale: bool = False) -> dict:
-    """Create or resume RESULTS/<name>/ and its run.json; returns the previous run's per-task records.
-
-    A folder with another model's results (MODEL_KEYS differ, or were not recorded) is refused (BadInput), or
-    deleted first with `replace_stale` (it holds our run.json, so it is ours to delete)."""
-    previous = read_run(run_dir)
-    if previous is not None and any(previous.get(k) != config[k] for k in MODEL_KEYS):
-        if not replace_stale:
-            raise BadInput(_other_model(run_dir, previous, config))
-        _log(f"deleting the results in {run_dir}: they are not this model's (--replace-stale)")
-        shutil.rmtree(run_dir)
-        previous = None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(run_dir / RUN, config)
-    return (previous or {}).get("tasks") or {}
-
-
-def same_task_files(task_dir: Path, task_out: Path) -> bool:
-    """heareval's copies in `task_out` equal the task's metadata, vocabulary and split files: kept embeddings
-    are of this very task (a task rebuilt under the same name is embedded again)."""
-    try:
-        names = [METADATA, LABEL_VOCABULARY, *(f"{s}.json" for s in task_splits(check_task(task_dir)))]
-    except TaskError:
-        return False
-    return all((task_out / n).is_file() and (task_out / n).read_bytes() == (task_dir / n).read_bytes() for n in names)
-
-
 def embed_task(embedding, task_dir: Path, task_out: Path) -> float:
     """heareval's task_embeddings for one task into `task_out`; returns seconds taken. Skips finished ones."""
     from heareval.embeddings.task_embeddings import task_embeddings
 
     done = task_out / ".done.embeddings"
-    if done.exists() and same_task_files(task_dir, task_out):
+    if done.exists() and same_task(task_dir, task_out):
         return 0.0
     if task_out.exists():  # half-written or of an older copy of the task: start over, as heareval's runner does
         shutil.rmtree(task_out)
     start = time.time()
     task_embeddings(embedding, task_dir, task_out)
     elapsed = time.time() - start
-    _write_json(task_out / "profile.embeddings.json", {"time_elapsed": elapsed})
+    write_json(task_out / "profile.embeddings.json", {"time_elapsed": elapsed})
     done.write_text("")
     return elapsed
 
@@ -285,7 +195,7 @@ def score_task(embedding, task: Path, task_out: Path, grid: str, prediction_args
         message = f"{type(e).__name__}: {e}"
         _log(f"  FAILED: {message}")
         task_out.mkdir(parents=True, exist_ok=True)
-        _write_json(failed_file, {"error": message, "traceback": traceback.format_exc()})
+        write_json(failed_file, {"error": message, "traceback": traceback.format_exc()})
         return {"status": "failed", "error": message}
 
 
@@ -304,7 +214,7 @@ def run_eval(
     """Embed and score every task under `tasks_dir` into OUT/<name>/; returns that folder.
 
     Refuses, before computing anything, bad options (BadInput), a folder that is not a HEAR task or has no audio
-    at the model's sample rate (TaskError), and a results folder of another model (see start_run). A task that
+    at the model's sample rate (TaskError), and a results folder of another model (eval.runs.open_run). A task that
     fails later is recorded in its failed.json and the others still run; then WorkFailed names the failed ones.
     """
     if grid not in GRIDS:
@@ -318,7 +228,7 @@ def run_eval(
     check_rates(tasks, int(embedding.sample_rate))
     config = run_config(embedding, module, model_path, model_options, grid, name, tasks_dir)
     run_dir = Path(out) / name
-    before = start_run(run_dir, config, replace_stale)
+    before = open_run(run_dir, config, replace_stale, _log)
     _log(f"results in {run_dir}")
 
     status = {}
@@ -326,7 +236,7 @@ def run_eval(
         _log(f"[{i}/{len(tasks)}] {task.name}")
         status[task.name] = score_task(embedding, task, run_dir / task.name, grid, prediction_args,
                                        before.get(task.name, {}))
-    _write_json(run_dir / RUN, {**config, "tasks": status})
+    write_json(run_dir / RUN, {**config, "tasks": status})
     failed = [t for t, s in status.items() if s["status"] == "failed"]
     _log(f"{len(status) - len(failed)} of {len(status)} tasks done" + (f"; failed: {', '.join(failed)}" if failed else ""))
     if failed:

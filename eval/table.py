@@ -28,6 +28,7 @@ from pathlib import Path
 from eval.probes import PROBES
 from eval.results import FINETUNED_SUFFIX, ModelResults, Score, read_models, read_task_facts
 from eval.taskdir import TaskFacts
+from hear_maeast.files import atomic_write
 
 # The 19 tasks of the HEAR 2021 leaderboard, by task folder name: (clips in the official task, from
 # hearbenchmark.com/hear-tasks; best score on the leaderboard, hearbenchmark.com docs/leaderboard.csv).
@@ -168,18 +169,12 @@ def plot(tasks: list[str], models: list[ModelResults], facts: dict[str, TaskFact
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    _atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
 
 
-def _atomic_write(path: Path, write) -> None:
-    from hear_maeast.checkpoint import atomic_write  # imported here: it brings torch, which a table never needs
-
-    atomic_write(path, write)
-
-
 def _write_text(path: Path, text: str) -> None:
-    _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
 
 
 def paired_markdown(tasks: list[str], models: list[ModelResults], facts: dict[str, TaskFacts | None],

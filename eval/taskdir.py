@@ -26,8 +26,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import soundfile as sf
-
+from hear_maeast import audio as hear_audio
 from hear_maeast.errors import BadInput, HearMaeastError, WorkFailed
 
 METADATA = "task_metadata.json"
@@ -68,29 +67,26 @@ def remove_own_folder(folder: Path, marker: str) -> None:
     shutil.rmtree(folder)
 
 
-UNREADABLE_AUDIO = (sf.LibsndfileError, RuntimeError, OSError, ValueError)  # what soundfile raises on a bad file
-
-
-def _audio_error(path: Path, e: Exception) -> TaskError:
-    return TaskError(f"{path}: cannot decode audio ({e}); replace the file, or remove it and its entry from the "
-                     f"split's JSON")
-
-
-def read_audio(path: Path, **kwargs):
-    """soundfile.read of a task's clip ([n] or [n, channels] float32, rate); a TaskError naming the file when it
-    cannot be decoded."""
+def read_audio(path: Path, start: int = 0, stop: int | None = None, always_2d: bool = False):
+    """A task's clip, frames [start, stop), through the package's one audio reader (hear_maeast.audio: regular files
+    only): ([n] or [n, channels] float32, rate); a TaskError naming the file when it cannot be read."""
     try:
-        return sf.read(str(path), dtype="float32", **kwargs)
-    except UNREADABLE_AUDIO as e:
-        raise _audio_error(path, e) from e
+        audio, rate = hear_audio.read_audio(path, start, stop)  # [n, channels]
+    except BadInput as e:
+        raise _audio_error(e) from e
+    return (audio if always_2d or audio.shape[1] > 1 else audio[:, 0]), rate
 
 
-def audio_info(path: Path):
-    """soundfile.info of a task's clip (frames, samplerate, subtype); a TaskError naming a file it cannot read."""
+def audio_info(path: Path) -> hear_audio.AudioInfo:
+    """Frames, samplerate, channels and subtype of a task's clip; a TaskError naming a file it cannot read."""
     try:
-        return sf.info(str(path))
-    except UNREADABLE_AUDIO as e:
-        raise _audio_error(path, e) from e
+        return hear_audio.audio_info(path)
+    except BadInput as e:
+        raise _audio_error(e) from e
+
+
+def _audio_error(e: BadInput) -> TaskError:
+    return TaskError(f"{e}; replace the file, or remove it and its entry from the split's JSON")
 
 
 def read_text(path: Path) -> str:

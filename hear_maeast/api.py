@@ -2,8 +2,8 @@
 
 Long audio is encoded in chunks of the preset's `input_frames` (MSM-MAE: its fixed input length, padded as the
 official runtime does; MAE-AST: 1024 frames by default), so memory does not grow with attention over the clip.
-The official MAE-AST attends over a whole clip: past one chunk we differ on purpose (README, "Use it as a HEAR
-module").
+The official MAE-AST attends over a whole clip: past one chunk we differ on purpose (docs/hear-api.md,
+"Options, input and outputs").
 
 Timestamps. A patch model sees time in columns of `pw` frames (16 frames = 160 ms for 16x16 patches). To give an
 embedding every <= 50 ms we run `shifts` passes over the spectrogram, pass s starting s * pw / shifts frames later,
@@ -42,11 +42,11 @@ MAX_PEAK = 8.0  # audio is float in [-1, 1]; a louder peak is refused (int16-sca
 
 
 def load_model(model_file_path: str = "", **model_options) -> MaskedAutoencoder:
-    """Load a model for HEAR. No path: the bundled default weights (see README, "Default weights").
+    """Load a model for HEAR. No path: the bundled default weights (hear_maeast/weights/MODEL_CARD.md).
 
     model_options: layer (int, 1-based encoder block to read; -1 = last), norm_stats ([mean, std] replacing the
     stored normalisation), device ("cpu", "cuda", ...), max_batch (sequences per forward pass),
-    trust_pickle / input_frames / patch_size (official checkpoints, see README "Using the authors' weights").
+    trust_pickle / input_frames / patch_size (official checkpoints, see docs/hear-api.md, "The authors' weights").
     """
     unknown = sorted(set(model_options) - set(MODEL_OPTIONS))
     if unknown:
@@ -74,8 +74,23 @@ def configure(model: MaskedAutoencoder, layer: int = -1, norm_stats=None, device
         raise BadInput(f"max_batch={max_batch!r}: expected a positive int")
     model.layer, model.max_batch = layer, max_batch
     if device is not None:
-        model.to(device)
+        model.to(resolve_device(device))
     return model.eval().requires_grad_(False)
+
+
+def resolve_device(value, option: str = "device") -> torch.device:
+    """'cpu', 'cuda', 'cuda:1', 'mps' or a torch.device -> torch.device, or BadInput saying what this machine has
+    (torch's own RuntimeError would read as a bug in the package)."""
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError, TypeError):
+        raise BadInput(f"{option} {value!r} is not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
+        raise BadInput(f"{option} {value!r}: this machine has {torch.cuda.device_count()} CUDA device(s); use cpu")
+    if device.type not in ("cpu", "cuda") and not getattr(getattr(torch, device.type, None), "is_available",
+                                                          lambda: False)():
+        raise BadInput(f"{option} {value!r}: {device.type} is not available here; use cpu")
+    return device
 
 
 def _check(audio, model) -> torch.Tensor:
@@ -117,9 +132,14 @@ def _check_values(audio: torch.Tensor) -> None:
     if (peak > MAX_PEAK).any():
         bad = torch.nonzero(peak > MAX_PEAK).flatten().tolist()
         raise BadInput(
-            f"audio peaks at {peak.max().item():.6g} in sound(s) {bad[:10]}; expected floats in [-1, 1] (peaks up to "
+            f"audio peaks at {_above(peak.max().item(), MAX_PEAK)} in sound(s) {bad[:10]}; expected floats in [-1, 1] (peaks up to "
             f"{MAX_PEAK:g} are accepted): audio at int16 scale must be divided by 32768 (int32: by 2147483648)"
         )
+
+
+def _above(value: float, limit: float) -> str:
+    """`value` (> limit) with the fewest digits that still read as above `limit`: 8.0000001, not 8."""
+    return next((text for digits in range(6, 18) if float(text := f"{value:.{digits}g}") > limit), repr(value))
 
 
 @torch.no_grad()
@@ -168,11 +188,13 @@ def _whole_token_passes(model: MaskedAutoencoder, spec: torch.Tensor, shifts: in
     pw = model.cfg.patch_size[1]
     step = pw // shifts
     counts = [max(0, min(-(-length // pw), (spec.shape[-1] - s * step) // pw)) for s in range(shifts)]  # non-increasing
-    cols = spec.new_zeros(spec.shape[0], shifts, counts[0], model.cfg.timestamp_embedding_size)  # [B, S, n_0, Dc]
+    # float32: under autocast the front end gives bf16/fp16 `spec` while the encoder's last norm gives float32
+    cols = spec.new_zeros(spec.shape[0], shifts, counts[0], model.cfg.timestamp_embedding_size, dtype=torch.float32)
     for n in sorted(set(counts) - {0}):  # at most two lengths: passes ending before the last hop have one column less
         group = [s for s in range(shifts) if counts[s] == n]
         views = torch.stack([spec[..., s * step : s * step + n * pw] for s in group], dim=1)  # [B, Sg, F, n * pw]
-        cols[:, group, :n] = encode_columns(model, views.flatten(0, 1)).unflatten(0, (spec.shape[0], len(group)))
+        enc = encode_columns(model, views.flatten(0, 1)).unflatten(0, (spec.shape[0], len(group)))  # [B, Sg, n, Dc]
+        cols[:, group, :n] = enc.float()
     return cols.transpose(1, 2).flatten(1, 2)[:, : sum(counts)]  # [B, K, Dc]: k = j * S + s, a prefix of the grid
 
 

@@ -11,25 +11,89 @@ benchmarks/results/resample.json.
 
 from __future__ import annotations
 
+import os
+import stat
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import soundfile as sf
 import soxr
-import torch
 
 from hear_maeast.errors import BadInput
 from hear_maeast.timing import SAMPLE_RATE
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+_KINDS = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
 
 
-def load_audio(path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
-    """Decode `path` to float32 mono at `sample_rate`: [n_samples]. Raises BadInput (a ValueError) naming the file."""
+class AudioInfo(NamedTuple):
+    frames: int
+    samplerate: int
+    channels: int
+    subtype: str
+
+
+def open_regular(path) -> int:
+    """A read-only descriptor of `path` once it is known to be a regular file (after symlinks), else BadInput naming
+    it. Opened non-blocking and checked with fstat before a byte is read: a named pipe `x.wav` would block a reader
+    forever, a link to /dev/zero would never end, and checking after the open leaves no window to swap the file."""
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # [N, C]
-    except (sf.LibsndfileError, RuntimeError, OSError) as e:
-        raise BadInput(f"{path}: cannot decode audio ({e}); expected a wav, flac or ogg file") from e
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise BadInput(f"{path}: cannot open ({e.strerror}); expected a readable audio file") from None
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISREG(mode):
+        os.set_blocking(fd, True)
+        return fd
+    os.close(fd)
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    raise BadInput(f"{path} is {kind}, not a regular file; only regular audio files are read (replace it or "
+                   "remove it)")
+
+
+@contextmanager
+def open_audio(path) -> Iterator[sf.SoundFile]:
+    """The one place the package opens a file of audio (every reader goes through here): a soundfile handle of a
+    regular file, or BadInput naming the file (see open_regular)."""
+    fd = open_regular(path)
+    try:
+        try:
+            f = sf.SoundFile(fd, closefd=False)
+        except (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError) as e:
+            raise BadInput(f"{path}: cannot decode audio ({e}); expected a wav, flac or ogg file") from e
+        with f:
+            yield f
+    finally:
+        os.close(fd)
+
+
+def audio_info(path) -> AudioInfo:
+    """Frames, rate, channels and subtype of an audio file, read from its header."""
+    with open_audio(path) as f:
+        return AudioInfo(f.frames, f.samplerate, f.channels, f.subtype)
+
+
+def read_audio(path, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, int]:
+    """Frames [start, stop) of an audio file at its own rate: (float32 [n, channels], rate). BadInput names the
+    file when it cannot be decoded."""
+    with open_audio(path) as f:
+        try:
+            if start:
+                f.seek(min(start, f.frames))
+            frames = -1 if stop is None else max(0, stop - start)
+            return f.read(frames, dtype="float32", always_2d=True), f.samplerate
+        except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
+            raise BadInput(f"{path}: cannot decode audio ({e}); expected a wav, flac or ogg file") from e
+
+
+def load_audio(path, sample_rate: int = SAMPLE_RATE) -> "torch.Tensor":
+    """Decode `path` to float32 mono at `sample_rate`: [n_samples]. Raises BadInput (a ValueError) naming the file."""
+    import torch  # here only: the task commands read audio through this module without torch
+
+    data, sr = read_audio(path)  # [N, C]
     if len(data) == 0:
         raise BadInput(f"{path}: the file holds no audio (0 samples); remove it or record something")
     mono = np.ascontiguousarray(data.mean(axis=1))  # [N]

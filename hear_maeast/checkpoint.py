@@ -11,9 +11,6 @@ Files are written atomically: to a temporary file in the same folder, fsync'd, t
 from __future__ import annotations
 
 import json
-import os
-import re
-import tempfile
 from pathlib import Path
 
 import torch
@@ -22,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from hear_maeast.config import ModelConfig
 from hear_maeast.errors import BadInput
+from hear_maeast.files import atomic_write
 from hear_maeast.model import MaskedAutoencoder
 
 FORMAT = "hear_maeast/1"
@@ -40,37 +38,6 @@ class CheckpointNotFound(CheckpointError, FileNotFoundError):
 def model_state(model: MaskedAutoencoder) -> dict[str, torch.Tensor]:
     """The tensors a checkpoint stores (the configuration holds everything else)."""
     return {k: v for k, v in model.state_dict().items() if isinstance(v, torch.Tensor) and not k.startswith(_DERIVED)}
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path), fsync, then rename over `path`: readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; checkpoints are shared like any other file
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        named = _naming(e, path)
-        if named is e:
-            raise
-        raise named from e
-
-
-def _naming(e: BaseException, path: Path) -> BaseException:
-    """An OS error while writing `path` (disk full ...) as an OSError that names it; writers such as numpy's and
-    safetensors' report ENOSPC without the file, safetensors inside its own exception type."""
-    if isinstance(e, OSError):
-        return OSError(e.errno, e.strerror or str(e), str(path))
-    m = re.search(r"os error (\d+)", str(e)) if isinstance(e, Exception) else None
-    return OSError(int(m[1]), os.strerror(int(m[1])), str(path)) if m else e
 
 
 def save_checkpoint(model: MaskedAutoencoder, path, provenance: dict | None = None, dtype=None) -> Path:

@@ -19,6 +19,7 @@ import click
 
 from hear_maeast import __version__
 from hear_maeast.errors import BadInput, Group
+from hear_maeast.files import atomic_write
 from hear_maeast.provenance import file_sha256
 
 # name -> "module:attribute" of a click.Command
@@ -69,17 +70,9 @@ def parse_device(value: str | None):
     """'cpu', 'cuda', 'cuda:1', 'mps' ... -> torch.device, or BadInput saying what this machine has."""
     if value is None:
         return None
-    import torch
+    from hear_maeast.api import resolve_device
 
-    try:
-        device = torch.device(value)
-    except (RuntimeError, ValueError):
-        raise BadInput(f"--device {value!r} is not a device; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
-        raise BadInput(f"--device {value!r}: this machine has {torch.cuda.device_count()} CUDA device(s); use cpu")
-    if device.type not in ("cpu", "cuda") and not getattr(torch, device.type).is_available():
-        raise BadInput(f"--device {value!r}: {device.type} is not available here; use cpu")
-    return device
+    return resolve_device(value, "--device")
 
 
 def parse_model_options(text: str) -> dict:
@@ -143,7 +136,6 @@ def embed(audio, model_path, model_options, device, timestamps, output):
 
     import hear_maeast
     from hear_maeast.audio import load_audio
-    from hear_maeast.checkpoint import atomic_write
 
     options = parse_model_options(model_options)
     if device is not None:

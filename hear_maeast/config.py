@@ -86,7 +86,7 @@ class ModelConfig:
 
     @property
     def shifts(self) -> int:
-        """Shifted passes per column so that the timestamp hop is <= max_hop_ms (README: timestamps)."""
+        """Shifted passes per column so that the timestamp hop is <= max_hop_ms (docs/hear-api.md: timestamps)."""
         pw = self.patch_size[1]
         for n in range(1, pw + 1):
             if pw % n == 0 and pw * self.frame_ms / n <= self.max_hop_ms:
@@ -157,6 +157,17 @@ _CHOICES = {
     "scene_pool": ("columns", "tokens"),
 }
 MAX_MELS = 256  # more mel bins than the 512-point FFT has bins is meaningless (and bounds the filterbank's memory)
+MIN_NORM_STD = 1e-6  # a smaller std underflows float32 (1e-50 -> 0) or makes the normalised features overflow
+MAX_NORM_MEAN = 1e30  # log-mel means are tens; past float32's range (3.4e38) a mean becomes Inf
+
+
+def norm_stats_problem(mean: float, std: float) -> str | None:
+    """What makes (mean, std) unusable as float32 normalisation statistics beyond finite and std > 0, or None."""
+    if 0 < std < MIN_NORM_STD:
+        return f"std {std:g} is below {MIN_NORM_STD:g} (it underflows float32 or makes the normalised features overflow)"
+    if abs(mean) > MAX_NORM_MEAN:
+        return f"mean {mean:g} is beyond +-{MAX_NORM_MEAN:g} (outside float32's range, or meaningless for log-mels)"
+    return None
 # Configuration keys of version 0.1.0 -> (new key, old value -> new value)
 _LEGACY = {
     "block": ("norm_position", {"prenorm": "pre", "postnorm": "post"}),
@@ -225,6 +236,8 @@ def _value_problems(c: ModelConfig) -> list[str]:
         if getattr(c, n) <= 0:
             problems.append(f"{n}={getattr(c, n)} must be > 0" + (
                 " (a std of 0 gives NaN embeddings, a negative one flips their sign)" if n == "norm_std" else ""))
+    if _is_number(c.norm_mean) and _is_number(c.norm_std) and norm_stats_problem(c.norm_mean, c.norm_std):
+        problems.append(f"norm_mean={c.norm_mean}, norm_std={c.norm_std}: {norm_stats_problem(c.norm_mean, c.norm_std)}")
     if c.mlp_ratio > 0 and int(c.dim * c.mlp_ratio) < 1:
         problems.append(f"mlp_ratio={c.mlp_ratio} leaves no hidden units at width {c.dim}")
     return problems

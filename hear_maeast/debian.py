@@ -10,7 +10,7 @@ Nothing else: packages come through the machine's own package client, as any oth
 
 `unpack` needs `dpkg-deb` (Debian and Ubuntu have it). `file_licences` reads the package's machine-readable
 copyright file (DEP-5) and gives every audio file the licence of the last stanza whose `Files:` pattern matches it
-(see README, "Default weights", for the sources the corpus uses and why).
+(see hear_maeast/weights/MODEL_CARD.md for the sources the corpus uses and why).
 """
 
 from __future__ import annotations

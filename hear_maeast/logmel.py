@@ -3,7 +3,7 @@
     python -m heareval.embeddings.runner hear_maeast.logmel        hear-validator hear_maeast.logmel
     hear-maeast eval --module hear_maeast.logmel --tasks-dir TASKS --out RESULTS
 
-Any learned representation must beat it on every task to claim it learned something (README, "Evaluation on HEAR").
+Any learned representation must beat it on every task to claim it learned something (docs/evaluation.md).
 
 - front end: hear_maeast.frontend.LogMel, the very features the MSM-MAE models read (before their normalisation,
   which is one affine map and does not change what a linear probe or MLP can learn);

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hear_maeast.config import ModelConfig
+from hear_maeast.config import ModelConfig, norm_stats_problem
 from hear_maeast.errors import BadInput
 from hear_maeast.timing import SAMPLE_RATE
 
@@ -253,6 +253,8 @@ class MaskedAutoencoder(nn.Module):
             mean = std = math.nan
         if not (math.isfinite(mean) and math.isfinite(std) and std > 0):  # 0 gives NaN embeddings, < 0 flips them
             raise BadInput(f"norm_stats=[{mean}, {std}]: expected [mean, std], finite, with std > 0")
+        if norm_stats_problem(mean, std):
+            raise BadInput(f"norm_stats=[{mean}, {std}]: {norm_stats_problem(mean, std)}; recompute the statistics")
         self.cfg = cfg = self.cfg.replace(norm_mean=mean, norm_std=std)
         self.frontend.use_config(cfg)
 

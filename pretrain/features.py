@@ -29,12 +29,12 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from hear_maeast import __version__
-from hear_maeast.checkpoint import atomic_write
+from hear_maeast.files import atomic_write
 from hear_maeast.errors import BadInput
 from hear_maeast.provenance import git_commit
 from hear_maeast.timing import HOP, SAMPLE_RATE
 from pretrain.data import (CLIP_COLUMNS, CLIPS, MANIFEST, SHARDS, STORE_FORMAT, AudioFiles, Paths,
-                           list_file, open_source, read_store)
+                           UnreadableManifest, list_file, open_source, read_manifest, read_store)
 from pretrain.loader import identity, clip_sums, mean_std, stats_sample
 from pretrain.runfolder import FolderLock, clear_temporaries
 
@@ -147,19 +147,35 @@ def list_sources(audio: str, out: Path, cfg, data_root) -> Paths:
     return Paths.build(list_file(path))
 
 
+def existing_manifest(out: Path, cfg, audio: str) -> dict | None:
+    """The manifest of the store already in OUT, made for this front end from this AUDIO; None for a new store.
+    A manifest that is not JSON (cut short) leaves nothing to trust: the store is started over."""
+    if not (out / MANIFEST).exists():
+        return None
+    try:
+        manifest = read_manifest(out)
+    except UnreadableManifest as e:
+        if not (out / SOURCES).is_file():  # not a store of ours: never delete it
+            raise BadInput(f"OUT {out}: {e}".replace(f"--data {out}: ", "")) from None
+        print(f"note: {out}: {MANIFEST} is unreadable; converting the audio again from the start", file=sys.stderr)
+        for p in [out / MANIFEST, out / CLIPS, out / SKIPPED, out / SOURCES, *(out / SHARDS).glob("*.f16")]:
+            p.unlink(missing_ok=True)
+        return None
+    if (manifest.get("frontend"), manifest.get("n_mels")) != (cfg.frontend, cfg.n_mels):
+        raise BadInput(f"{out} holds a store of {manifest.get('n_mels')} {manifest.get('frontend')} features; "
+                       f"--preset {cfg.name} makes {cfg.n_mels} {cfg.frontend}: choose another OUT")
+    if os.path.realpath(str(manifest.get("source"))) != os.path.realpath(audio):
+        raise BadInput(f"{out} holds the features of {manifest.get('source')}, not of {audio}: choose another OUT "
+                       f"(or delete {out} to convert {audio} into it)")
+    return manifest
+
+
 def start_manifest(out: Path, cfg, audio: str) -> dict:
-    """The manifest of a new store, or the existing one's if it was made for the same front end."""
-    path = out / MANIFEST
-    if path.exists():
-        manifest = json.loads(path.read_text())
-        if (manifest.get("frontend"), manifest.get("n_mels")) != (cfg.frontend, cfg.n_mels):
-            raise BadInput(f"{out} holds a store of {manifest.get('n_mels')} {manifest.get('frontend')} features; "
-                           f"--preset {cfg.name} makes {cfg.n_mels} {cfg.frontend}: choose another OUT")
-        return manifest
+    """The manifest of a new store."""
     manifest = dict(format=STORE_FORMAT, frontend=cfg.frontend, n_mels=cfg.n_mels, dtype=np.dtype(DTYPE).name,
                     layout="time-major [frames, n_mels] rows per clip", sample_rate=SAMPLE_RATE, hop=HOP, preset=cfg.name,
                     source=os.path.abspath(audio), version=__version__, git_commit=git_commit(), complete=False)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1)))
+    atomic_write(out / MANIFEST, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1)))
     return manifest
 
 
@@ -200,10 +216,12 @@ def build_store(audio: str, out, cfg, workers: int = 0, data_root=None, commit_e
     lock = FolderLock(out, "OUT").acquire()
     try:
         clear_temporaries(out)
-        paths = list_sources(audio, out, cfg, data_root)  # first: a bad AUDIO leaves no manifest behind
-        manifest = start_manifest(out, cfg, audio)
+        manifest = existing_manifest(out, cfg, audio)
+        paths = list_sources(audio, out, cfg, data_root)  # before a new manifest: a bad AUDIO leaves none behind
+        manifest = manifest or start_manifest(out, cfg, audio)
         if manifest.get("complete"):
-            print(f"{out}: already complete ({manifest['clips']} clips); nothing to do", file=sys.stderr)
+            read_store(out)  # a finished store that disagrees with itself is refused, not called complete
+            print(f"{out}: already complete ({manifest['clips']} clips of {audio}); nothing to do", file=sys.stderr)
             return dict(manifest, skipped_files=[])
         source = AudioFiles(Path("/"), paths, cfg, audio)
         convert(source, Journal(out, cfg.n_mels, commit_every), workers)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from hear_maeast.checkpoint import atomic_write
+from hear_maeast.files import atomic_write
 from hear_maeast.errors import BadInput
 
 LOCK_FILE = ".lock"

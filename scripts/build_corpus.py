@@ -29,7 +29,8 @@ idempotent: existing files are skipped and a re-run only fills in what is missin
              silent pieces dropped), at their recorded level. Each file is kept only if its
              licence, read from the package's DEP-5 copyright file (or stated below when the
              package has none), is in the chosen tier: `permissive` (public domain, CC0, CC BY,
-             MIT-style: the weights can ship under MIT with the credits in README) or
+             MIT-style: the weights can ship under MIT with the credits in
+             hear_maeast/weights/CREDITS.md) or
              `share-alike` (also CC BY-SA). GPL audio is never used. OUT_DIR/real/sources.csv
              lists every clip with its package, version, file, licence and copyright holders;
              OUT_DIR/real/CREDITS.md sums them up per package and licence (ship it with the weights).

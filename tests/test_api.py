@@ -161,6 +161,21 @@ def test_float64_and_numpy_audio_are_converted(model):
     torch.testing.assert_close(hear_maeast.get_scene_embeddings(audio.numpy(), model), ref)
 
 
+def test_mixed_precision_gives_float32_close_to_full_precision(model):
+    """Under torch.autocast (bf16 on CPU; the same code path runs fp16/bf16 on CUDA) both functions return float32
+    embeddings close to the float32 ones. MAE-AST (whole-token passes) once failed with "Index put requires the
+    source and destination dtypes match"."""
+    audio = (torch.rand(2, SR, generator=torch.Generator().manual_seed(0)) - 0.5) * 0.2
+    scene, (emb, ts) = hear_maeast.get_scene_embeddings(audio, model), hear_maeast.get_timestamp_embeddings(audio, model)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        scene16 = hear_maeast.get_scene_embeddings(audio, model)
+        emb16, ts16 = hear_maeast.get_timestamp_embeddings(audio, model)
+    assert scene16.dtype == emb16.dtype == ts16.dtype == torch.float32
+    assert emb16.shape == emb.shape and torch.equal(ts16, ts)
+    torch.testing.assert_close(scene16, scene, atol=0.1, rtol=0.1)  # bf16 keeps ~3 significant digits
+    torch.testing.assert_close(emb16, emb, atol=0.1, rtol=0.1)
+
+
 @pytest.mark.parametrize("samples", [1, 100, 399, "one patch less one sample"])
 def test_audio_shorter_than_one_patch_gives_one_embedding(model, samples):
     """MAE-AST gives no token for audio shorter than one patch (its nn.Unfold drops a partial one); we give exactly

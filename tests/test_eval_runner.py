@@ -246,7 +246,7 @@ def test_eval_keys_results_to_the_weights_and_refuses_a_retrained_checkpoint(eva
 
 
 def test_a_results_folder_of_other_weights_is_refused_or_replaced(tmp_path):
-    from eval.runner import start_run, weights_file
+    from eval.runs import open_run, weights_file
     from hear_maeast.api import DEFAULT_WEIGHTS
     from hear_maeast.errors import BadInput
 
@@ -254,20 +254,25 @@ def test_a_results_folder_of_other_weights_is_refused_or_replaced(tmp_path):
     config = {"name": "m", "module": "hear_maeast", "model_options": {}, "weights_file": "/x/m.safetensors",
               "weights_sha256": "a" * 64}
     run_dir = tmp_path / "m"
-    start_run(run_dir, config)
+    open_run(run_dir, config)
     (run_dir / PITCH).mkdir()
-    assert start_run(run_dir, config) == {} and (run_dir / PITCH).is_dir()  # the same model resumes
+    assert open_run(run_dir, config) == {} and (run_dir / PITCH).is_dir()  # the same model resumes
     retrained = {**config, "weights_sha256": "b" * 64}
     with pytest.raises(BadInput, match=re.escape("of other weights (sha256 aaaaaaaaaaaa..., now bbbbbbbbbbbb...")):
-        start_run(run_dir, retrained)
+        open_run(run_dir, retrained)
     assert (run_dir / PITCH).is_dir()
-    start_run(run_dir, retrained, replace_stale=True)
+    open_run(run_dir, retrained, replace_stale=True)
     assert not (run_dir / PITCH).exists() and json.loads((run_dir / "run.json").read_text())["weights_sha256"] == "b" * 64
 
     previous_version = {k: v for k, v in config.items() if not k.startswith("weights")}  # recorded no weights
     (run_dir / "run.json").write_text(json.dumps(previous_version))
     with pytest.raises(BadInput, match="written by an earlier hear-maeast that did not record which weights"):
-        start_run(run_dir, config)
+        open_run(run_dir, config)
+
+    finetuned = {**config, "protocol": "finetune", "model_sha256": "a" * 64, "options": {}}  # the other protocol:
+    with pytest.raises(BadInput, match="holds linear-probe results of `hear-maeast eval`"):  # never deleted
+        open_run(run_dir, finetuned, replace_stale=True)
+    assert json.loads((run_dir / "run.json").read_text()) == previous_version
 
 
 def test_eval_and_table_read_a_single_fold_result_alike(toy_run, eval_tasks, toy_hear_env, tmp_path):

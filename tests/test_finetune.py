@@ -1,6 +1,6 @@
 """`hear-maeast finetune` on real task folders: heareval's splits and metrics, score files that `table` reads, event
 tasks shown as n/a, resume after a SIGKILL and determinism. Micro presets and 2 epochs: these check the machinery;
-the quality comparison is measured in the README ("Fine-tuning"), not asserted on tiny tasks.
+the quality comparison is measured in docs/finetuning.md, not asserted on tiny tasks.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,9 +19,10 @@ import pytest
 import torch
 
 from eval import synth
-from eval.finetune import SceneClassifier, aggregate_folds, data_splits, param_groups
+from eval.finetune import SceneClassifier, aggregate_folds, data_splits
 from eval.resample import resample_tree
 from eval.speech_commands import build
+from hear_maeast.optim import layer_decay_groups
 
 from conftest import run_env, shared_file
 
@@ -89,7 +91,7 @@ def test_layer_wise_lr_decay_follows_mae(micro_checkpoints):
 
     def scales(preset, layer):
         clf = SceneClassifier(hear_maeast.load_model(str(micro_checkpoints[preset]), layer=layer), nlabels=2)
-        groups = param_groups(clf, weight_decay=0.05, layer_decay=0.5)
+        groups = layer_decay_groups(clf, weight_decay=0.05, layer_decay=0.5)
         found = {n: (g["lr_scale"], g["weight_decay"]) for g in groups for n in g["names"]}
         trained = {n for n, p in clf.named_parameters() if p.requires_grad}
         return found, trained
@@ -109,7 +111,7 @@ def test_layer_wise_lr_decay_follows_mae(micro_checkpoints):
     assert found["backbone.encoder.norm.weight"][0] == 0.125
 
     clf = SceneClassifier(hear_maeast.load_model(str(micro_checkpoints["msm-mae-micro"])), nlabels=2)
-    groups = param_groups(clf, weight_decay=0.05, layer_decay=0.5, head_lr_scale=10.0)  # SSAST's head_lr
+    groups = layer_decay_groups(clf, weight_decay=0.05, layer_decay=0.5, head_lr_scale=10.0)  # SSAST's head_lr
     assert {n: g["lr_scale"] for g in groups for n in g["names"]}["head.bias"] == 10.0
 
 
@@ -196,3 +198,35 @@ def test_event_tasks_and_bad_options_are_refused_before_any_work(ft_tasks, tmp_p
     layer = hear_maeast("finetune", "--tasks-dir", ft_tasks, "--task", COMMANDS, "--layer", 99, "--out", tmp_path / "r")
     assert layer.returncode == 2 and "layer=99: expected an int in 1..6 or -1" in layer.stderr
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow  # three fine-tuning subprocesses of one epoch on a micro model: ~25 s
+def test_make_eval_finetunes_again_after_the_weights_or_the_task_change(micro_checkpoints, tmp_path):
+    """`make eval` in the same work/ after the weights changed (a package upgrade: same name, other sha256) replaces
+    the stale fine-tuning results instead of stopping; a task rebuilt under the same name is fine-tuned again."""
+    from eval.make_eval import finetune_command
+    from hear_maeast.checkpoint import save_checkpoint
+    from hear_maeast.config import get_preset
+    from hear_maeast.model import MaskedAutoencoder
+
+    tasks, results, ckpt = tmp_path / "tasks", tmp_path / "results", tmp_path / "model.safetensors"
+    synth.write_suite(tasks, only=("synth_pitch",))
+    ckpt.write_bytes(micro_checkpoints["msm-mae-micro"].read_bytes())
+    cmd = finetune_command(tasks, results, 1, str(ckpt))
+    run = lambda: subprocess.run(cmd, capture_output=True, text=True, env=run_env(), timeout=600)  # noqa: E731
+    run_json = results / "hear_maeast-model-finetuned" / "run.json"
+    first = run()
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+
+    torch.manual_seed(1)  # the new weights, under the same name
+    save_checkpoint(MaskedAutoencoder(get_preset("msm-mae-micro")), ckpt)
+    second = run()
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "they are not this model's (--replace-stale)" in second.stdout and "kept" not in second.stdout
+    assert json.loads(run_json.read_text())["model_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+
+    shutil.rmtree(tasks / "synth_pitch-v1.0-small")
+    synth.write_suite(tasks, seed=1, only=("synth_pitch",))  # the same task name, other clips and labels
+    third = run()
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    assert "kept (finished earlier)" not in third.stdout and "task files changed" in third.stdout

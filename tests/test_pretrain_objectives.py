@@ -9,7 +9,7 @@ import torch
 
 from hear_maeast.masking import chunk_mask, num_visible, random_mask
 from pretrain.losses import info_nce, masked_mse, masked_tokens, pretrain_loss
-from pretrain.train import lr_at
+from hear_maeast.optim import lr_at
 
 
 def _neighbour_share(mask: torch.Tensor, grid: tuple[int, int]) -> float:

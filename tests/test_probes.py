@@ -63,7 +63,7 @@ def test_all_probes_score_every_task_type_without_tensorflow(probe_results, toy_
     assert "embeddings of 4 tasks kept" in proc.stdout  # eval's embeddings reused, the model never loaded
     for p in ("linear", "knn", "mlp"):
         run = json.loads((results / f"{MODEL}-{p}" / "run.json").read_text())
-        assert run["probe"] == p and run["module"] == "toy_hear"
+        assert run["protocol"] == p and run["module"] == "toy_hear" and run["tasks"][PITCH]["status"] == "done"
     # pitch from log-mel frames: every probe far above chance (1/12)
     for p in ("linear", "knn"):
         assert scores(results / f"{MODEL}-{p}" / PITCH)["test"]["test_score"] > 0.5, p

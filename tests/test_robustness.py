@@ -219,6 +219,9 @@ def core_inputs(tmp_path, micro_checkpoints) -> _CorePath:
 
 @_core_pytest.mark.parametrize("args,code,message", [
     (["embed", "noise.wav", "--device", "foo"], 2, "error: --device 'foo' is not a device; use cpu, cuda or cuda:N"),
+    _core_pytest.param(["embed", "noise.wav", "--model", "good.safetensors", "--model-options", '{"device": "cuda"}'],
+                       2, "error: device 'cuda': this machine has 0 CUDA device(s); use cpu",
+                       marks=_core_pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="CUDA is here")),
     (["embed", "noise.wav", "--model-options", "[1]"], 2,
      "Invalid value for --model-options: '[1]' is a JSON list; expected an object"),
     (["embed", "empty.wav", "--model", "good.safetensors"], 2, "empty.wav: the file holds no audio (0 samples)"),
@@ -401,6 +404,8 @@ _API_BAD_AUDIO = {
     "NaN": (lambda: _api_torch.full((2, 16000), float("nan")), ValueError, r"NaN or Inf samples in sound\(s\) \[0, 1\]"),
     "int16 scale floats": (lambda: _api_torch.full((1, 16000), 20000.0), ValueError, "divided by 32768"),
     "1e300 float64": (lambda: _api_torch.full((1, 16000), 1e300, dtype=_api_torch.float64), ValueError, "audio peaks"),
+    "a hair above 8": (lambda: _api_torch.full((1, 16000), 8.0000001, dtype=_api_torch.float64), ValueError,
+                       r"audio peaks at 8\.0000001 in sound"),  # not "at 8 ... (peaks up to 8 are accepted)"
 }
 
 
@@ -430,3 +435,159 @@ def test_api_weights_that_overflow_raise_instead_of_returning_nan():
         model.patch_embed.weight.fill_(1e30)  # finite, so it loads; the encoder overflows
     with _api_pytest.raises(WorkFailed, match="NaN or Inf embeddings"):
         get_scene_embeddings(0.1 * _api_torch.randn(1, 16000), model)
+
+
+# ---- files that are not what they seem, stores, tables, names (issue 23) ---------------------------------------
+# Real subprocesses on real files. Each test failed before its fix.
+import json as _h_json  # noqa: E402
+import shutil as _h_shutil  # noqa: E402
+
+
+def _h_cli(*args, timeout: int = 180, cwd=None) -> subprocess.CompletedProcess:
+    """`hear-maeast ARGS` in a subprocess, one thread, with a timeout: a hang fails the test instead of stalling it."""
+    return subprocess.run([str(BIN / "hear-maeast"), *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd, env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore"))
+
+
+def _h_refused(proc, code: int, *parts: str) -> str:
+    """One `error:` line holding every part, exit `code`, no traceback; returns the line."""
+    assert proc.returncode == code, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and all(p in last for p in parts), last
+    return last
+
+
+def _h_traps(folder: Path) -> dict[str, str]:
+    """Three `*.wav` entries that are not regular files, with what the refusal says of each."""
+    os.mkfifo(folder / "pipe.wav")  # opening it for reading blocks until a writer comes: forever
+    (folder / "zero.wav").symlink_to("/dev/zero")  # never ends
+    (folder / "loop.wav").symlink_to(folder / "loop.wav")
+    return {"pipe.wav": "is a named pipe, not a regular file", "zero.wav": "is a character device, not a regular file",
+            "loop.wav": "Too many levels of symbolic links"}
+
+
+@pytest.fixture
+def hostile_audio(speech_folder, tmp_path) -> tuple[Path, dict[str, str]]:
+    """Four real one-second words and the three traps, in one folder."""
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    for w in sorted(speech_folder.rglob("*.wav"))[:4]:
+        _h_shutil.copy(w, folder / f"{w.parent.name}_{w.name}")
+    return folder, _h_traps(folder)
+
+
+def test_audio_that_is_not_a_regular_file_is_skipped_never_read(hostile_audio, tmp_path):
+    """`features` and `pretrain --data` skip a named pipe, a link to /dev/zero and a link loop (named in
+    skipped.txt / on stderr) instead of hanging on them; the four real clips are converted and trained on."""
+    folder, traps = hostile_audio
+    store = tmp_path / "store"
+    proc = _h_cli("features", folder, store, "--preset", "msm-mae-micro", "--workers", 0, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    skipped = dict(line.split("\t", 1) for line in (store / "skipped.txt").read_text().splitlines())
+    assert {Path(k).name for k in skipped} == set(traps)
+    for source, why in skipped.items():
+        assert traps[Path(source).name] in why, why
+    assert _h_json.loads((store / "manifest.json").read_text())["clips"] == 4
+    proc = _h_cli("pretrain", "--preset", "msm-mae-micro", "--data", folder, "--out", tmp_path / "run", "--steps", 2,
+                  "--batch-size", 4, "--device", "cpu", "--num-workers", 0, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def hostile_store(speech_folder, tmp_path_factory) -> tuple[Path, Path]:
+    """(the audio folder: four real words, a finished `features` store of it for msm-mae-micro)."""
+    root = tmp_path_factory.mktemp("hostile_store")
+    (audio := root / "audio").mkdir()
+    for w in sorted(speech_folder.rglob("*.wav"))[:4]:
+        _h_shutil.copy(w, audio / f"{w.parent.name}_{w.name}")
+    proc = _h_cli("features", audio, root / "store", "--preset", "msm-mae-micro", "--workers", 0)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return audio, root / "store"
+
+
+def _h_tamper(store: Path, copy: Path, manifest: dict | None = None, rows=None, text: str | None = None) -> Path:
+    """A copy of `store` with manifest keys changed, clips.csv rows rewritten by `rows(list of dicts)`, or the
+    manifest replaced by `text`."""
+    import csv
+
+    _h_shutil.copytree(store, copy)
+    m = _h_json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(text if text is not None else _h_json.dumps({**m, **(manifest or {})}))
+    if rows:
+        with open(copy / "clips.csv", newline="") as f:
+            table = list(csv.DictReader(f))
+        with open(copy / "clips.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(table[0]))
+            w.writeheader()
+            w.writerows(rows(table))
+    return copy
+
+
+def _h_edit(i: int, **changes):
+    return lambda table: [dict(r, **changes) if k == i else r for k, r in enumerate(table)]
+
+
+_H_DAMAGED_STORES = {  # what is changed -> what the refusal names
+    "dtype object": (dict(manifest={"dtype": "object"}), "dtype 'object' is not one of ('float16', 'float32')"),
+    "bin count": (dict(manifest={"n_mels": 40}), "frames of 40 float16 bins"),
+    "clip count": (dict(manifest={"clips": 5}), "manifest.json says 5 clips of"),
+    "a row missing": (dict(rows=lambda t: t[:3]), "its clips.csv rows say"),
+    "file_name ../": (dict(rows=_h_edit(1, file_name="../outside.f16")),
+                      "clips.csv line 3: file_name '../outside.f16' is not a file of its shards/ folder"),
+    "file_name absolute": (dict(rows=_h_edit(0, file_name="/etc/passwd")), "file_name '/etc/passwd' is not a file"),
+    "file_name shards/..": (dict(rows=_h_edit(0, file_name="shards/..")), "file_name 'shards/..' is not a file"),
+    "a row of 0 frames": (dict(rows=_h_edit(3, frames="0")), "and frames '0' do not follow the previous row"),
+    "overlapping rows": (dict(rows=_h_edit(2, offset="0")), "line 4: offset '0' and frames '101' do not follow"),
+    "norm_std underflows float32": (dict(manifest={"norm_std": 1e-50}), "std 1e-50 is below 1e-06"),
+    "norm_std a string": (dict(manifest={"norm_std": "4.5"}), "expected a finite mean and a std > 0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_H_DAMAGED_STORES))
+def test_a_store_that_disagrees_with_itself_is_refused_by_name(hostile_store, tmp_path, case):
+    """The store reader (pretrain.data.read_store, used by pretrain and features) checks manifest, clip table and
+    shard sizes against each other; before, each case trained on misaligned, foreign or padded data with exit 0
+    (or, dtype "object", died of a segmentation fault)."""
+    from hear_maeast.config import get_preset
+    from hear_maeast.errors import BadInput
+    from pretrain.data import open_source
+
+    change, message = _H_DAMAGED_STORES[case]
+    copy = _h_tamper(hostile_store[1], tmp_path / "store", **change)
+    with pytest.raises(BadInput) as caught:
+        open_source(copy, get_preset("msm-mae-micro"))
+    assert message in str(caught.value) and str(copy) in str(caught.value), caught.value
+
+
+def test_pretrain_on_a_store_claiming_dtype_object_is_one_line_not_a_segfault(hostile_store, tmp_path):
+    copy = _h_tamper(hostile_store[1], tmp_path / "store", manifest={"dtype": "object"})
+    proc = _h_cli("pretrain", "--preset", "msm-mae-micro", "--data", copy, "--out", tmp_path / "run", "--steps", 1,
+                  "--batch-size", 2, "--device", "cpu", "--num-workers", 0)
+    _h_refused(proc, 2, f"--data {copy}: manifest.json: dtype 'object'", "run `hear-maeast features` again")
+
+
+def test_a_truncated_manifest_says_to_rerun_features_and_rerunning_it_works(hostile_store, tmp_path):
+    audio, store = hostile_store
+    copy = _h_tamper(store, tmp_path / "store", text=(store / "manifest.json").read_text()[:40])
+    proc = _h_cli("pretrain", "--preset", "msm-mae-micro", "--data", copy, "--out", tmp_path / "run", "--steps", 1,
+                  "--batch-size", 2, "--device", "cpu", "--num-workers", 0)
+    _h_refused(proc, 2, f"--data {copy}: unreadable manifest.json", f"run `hear-maeast features AUDIO {copy}")
+    proc = _h_cli("features", audio, copy, "--preset", "msm-mae-micro", "--workers", 0)
+    assert proc.returncode == 0 and "manifest.json is unreadable; converting the audio again" in proc.stderr, proc.stderr
+    assert (copy / "clips.csv").read_bytes() == (store / "clips.csv").read_bytes()
+    assert (copy / "shards" / "00000.f16").read_bytes() == (store / "shards" / "00000.f16").read_bytes()
+
+
+def test_features_on_a_finished_store_of_other_audio_is_refused(hostile_store, tmp_path):
+    """Before, `features OTHER_AUDIO STORE` said "already complete" and kept the old audio's features."""
+    audio, store = hostile_store
+    other = tmp_path / "other"
+    _h_shutil.copytree(audio, other)
+    tree = lambda: {k: v for k, v in _pretrain_tree(store).items() if k != ".lock"}  # noqa: E731 - the lock is rewritten
+    before = tree()
+    _h_refused(_h_cli("features", other, store, "--preset", "msm-mae-micro", "--workers", 0), 2,
+               f"{store} holds the features of {audio}, not of {other}: choose another OUT")
+    proc = _h_cli("features", audio, store, "--preset", "msm-mae-micro", "--workers", 0)
+    assert proc.returncode == 0 and f"already complete (4 clips of {audio})" in proc.stderr, proc.stderr
+    assert tree() == before

@@ -32,6 +32,7 @@ from eval.probes.common import FoldResult
 from eval.probes.data import TaskData, read_task
 from eval.probes.scoring import Scorer
 from eval.results import FAILED_JSON, NOT_APPLICABLE, SCORES, read_score
+from eval.runs import write_json
 from eval.taskdir import LABEL_VOCABULARY, METADATA, task_splits
 from hear_maeast.errors import BadInput, WorkFailed
 
@@ -40,13 +41,9 @@ TASK_COPIES = (METADATA, LABEL_VOCABULARY)
 
 
 def _write(path: Path, write) -> None:
-    from hear_maeast.checkpoint import atomic_write
+    from hear_maeast.files import atomic_write
 
     atomic_write(path, write)
-
-
-def write_json(path: Path, obj) -> None:
-    _write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2)))
 
 
 def embeddings_sha256(folder: Path) -> str:
@@ -141,58 +138,56 @@ def _log(msg: str) -> None:
     print(f"[hear-maeast probe] {msg}", flush=True)
 
 
-def model_keys(module: str, model_path: str, model_options: dict) -> dict:
-    """eval's MODEL_KEYS for a model, computed without loading it (the weights file's sha256)."""
-    from eval.runner import weights_file
+def model_config(module: str, model_path: str, model_options: dict, protocol: str | None = None) -> dict:
+    """The identity eval.runs keys a run to (module, options, weights sha256), computed without loading the model;
+    with `protocol`, that of a probe's own run folder."""
+    from eval.runs import weights_file
     from hear_maeast.provenance import file_sha256
 
     weights = weights_file(module, model_path)
-    return {"module": module, "model_options": model_options, "weights_sha256": file_sha256(weights) if weights else None,
-            "weights_file": str(weights.resolve()) if weights else None}
+    config = {"module": module, "model_options": model_options,
+              "weights_sha256": file_sha256(weights) if weights else None,
+              "weights_file": str(weights.resolve()) if weights else None}
+    return {**config, "protocol": protocol} if protocol else config
 
 
-def _refuse_other_model(run_dir: Path, keys: dict, replace_stale: bool) -> bool:
-    """True when `run_dir` holds another model's results (its run.json's MODEL_KEYS differ): refused (BadInput,
-    eval's message) unless `replace_stale`, then the caller replaces them."""
-    from eval.results import read_run
-    from eval.runner import MODEL_KEYS, _other_model
+def refused(run_dir: Path, config: dict, replace_stale: bool) -> bool:
+    """eval.runs' rule, checked before any work: True when `run_dir` holds another model's results and
+    `replace_stale` lets them be replaced; BadInput when it may not (or holds another protocol's results)."""
+    from eval.runs import WHAT, protocol, read_run, stale_reason
 
     previous = read_run(run_dir)
-    if previous is None or all(previous.get(k) == keys[k] for k in MODEL_KEYS):
+    if previous is None:
         return False
-    if not replace_stale:
-        raise BadInput(_other_model(run_dir, previous, keys))
-    return True
+    if protocol(previous) != protocol(config):
+        raise BadInput(f"{run_dir} holds {WHAT[protocol(previous)]}; give this run its own folder with --name or "
+                       f"another --out")
+    why = stale_reason(run_dir, previous, config)
+    if why and not replace_stale:
+        raise BadInput(why)
+    return bool(why)
 
 
 def ensure_embeddings(tasks: list[Path], emb_run: Path, module: str, model_path: str, model_options: dict,
                       grid: str, replace_stale: bool) -> None:
     """Reuse `eval`'s embeddings in RESULTS/<model>/<task>/ when they are this model's and of this task's files;
-    otherwise compute them there with eval's own code (load_embedding, start_run, embed_task)."""
-    from eval.runner import check_rates, embed_task, load_embedding, run_config, same_task_files, start_run
+    otherwise compute them there with eval's own code (load_embedding, run_config, open_run, embed_task)."""
+    from eval.runner import check_rates, embed_task, load_embedding, run_config
+    from eval.runs import RUN, open_run, same_task
 
-    keys = model_keys(module, model_path, model_options)
-    other = _refuse_other_model(emb_run, keys, replace_stale)
+    other = refused(emb_run, model_config(module, model_path, model_options), replace_stale)
     todo = [t for t in tasks if other or not (emb_run / t.name / ".done.embeddings").exists()
-            or not same_task_files(t, emb_run / t.name)]
+            or not same_task(t, emb_run / t.name)]
     if not todo:
         _log(f"embeddings of {len(tasks)} tasks kept from {emb_run}")
         return
     embedding = load_embedding(module, model_path, model_options)
     check_rates(todo, int(embedding.sample_rate))
     config = run_config(embedding, module, model_path, model_options, grid, emb_run.name, tasks[0].parent)
-    before = start_run(emb_run, config, replace_stale)
-    write_json(emb_run / "run.json", {**config, "tasks": before})  # eval's per-task records kept
+    before = open_run(emb_run, config, replace_stale, _log)
+    write_json(emb_run / RUN, {**config, "tasks": before})  # eval's per-task records kept
     for task in todo:
         _log(f"embedding {task.name}: {embed_task(embedding, task, emb_run / task.name):.1f} s")
-
-
-def start_probe_run(run_dir: Path, emb_run: Path, probe: str, keys: dict, options: dict, replace_stale: bool) -> None:
-    if _refuse_other_model(run_dir, keys, replace_stale):
-        _log(f"deleting the results in {run_dir}: they are not this model's (--replace-stale)")
-        shutil.rmtree(run_dir)
-    write_json(run_dir / "run.json", {"name": run_dir.name, "probe": probe, "embeddings": str(emb_run.resolve()),
-                                      **keys, **options})
 
 
 def run_probes(tasks_dir: Path, out: Path, probes: tuple[str, ...], module: str = "hear_maeast", model_path: str = "",
@@ -204,7 +199,7 @@ def run_probes(tasks_dir: Path, out: Path, probes: tuple[str, ...], module: str 
     cannot score (NaN embeddings, a one-class training split, test labels never trained on) is recorded in its
     failed.json and the others still run; then the first such error is raised, naming every failed one."""
     from eval.probes.mlp import GRIDS
-    from eval.runner import model_name, select_tasks
+    from eval.runs import model_name, open_run, select_tasks
     from eval.taskdir import plain_name
 
     bad = [p for p in probes if p not in PROBES]
@@ -215,23 +210,29 @@ def run_probes(tasks_dir: Path, out: Path, probes: tuple[str, ...], module: str 
     model_options = model_options or {}
     tasks = select_tasks(Path(tasks_dir), only)
     name = plain_name(name or model_name(module, model_path, model_options), "--name", BadInput)
-    emb_run, keys = Path(out) / name, model_keys(module, model_path, model_options)
+    emb_run = Path(out) / name
+    configs = {p: {"name": f"{name}-{p}", **model_config(module, model_path, model_options, p), "seed": seed,
+                   "grid": grid, "embeddings": str(emb_run.resolve())} for p in probes}
     for probe in probes:  # refused before any embedding is computed
-        _refuse_other_model(Path(out) / f"{name}-{probe}", keys, replace_stale)
+        refused(Path(out) / configs[probe]["name"], configs[probe], replace_stale)
     ensure_embeddings(tasks, emb_run, module, model_path, model_options, grid, replace_stale)
     failed, folders = [], []
     for probe in probes:
-        run_dir = Path(out) / f"{name}-{probe}"
-        start_probe_run(run_dir, emb_run, probe, keys, {"seed": seed, "grid": grid}, replace_stale)
+        run_dir = Path(out) / configs[probe]["name"]
+        open_run(run_dir, configs[probe], replace_stale, _log)
         folders.append(run_dir)
+        status = {}
         for task in tasks:
             try:
                 score, seconds = probe_task(probe, emb_run / task.name, run_dir / task.name, seed, grid, device)
                 _log(f"{probe} {task.name}: {score} ({'kept' if not seconds else f'{seconds:.1f} s'})")
+                status[task.name] = {"status": "n/a" if score == "n/a" else "done", "score": score, "probe_s": seconds}
             except (BadInput, WorkFailed) as e:
                 _log(f"{probe} {task.name}: FAILED: {e}")
                 write_json(run_dir / task.name / FAILED_JSON, {"error": str(e)})
                 failed.append((probe, task.name, e))
+                status[task.name] = {"status": "failed", "error": str(e)}
+        write_json(run_dir / "run.json", {**configs[probe], "tasks": status})
     if failed:
         names = ", ".join(f"{t} ({p})" for p, t, _ in failed)
         first = failed[0][2]
