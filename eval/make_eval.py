@@ -190,9 +190,12 @@ def probes_step(tasks_dir: Path, results: Path, work: Path) -> int:
     _step(f"hear-maeast probe ({', '.join(MAKE_EVAL_PROBES)}): the default weights, the random init, the floor")
     probe_cmd = _cli("probe", "--tasks-dir", str(tasks_dir), "--out", str(results), "--replace-stale",
                      *(a for p in MAKE_EVAL_PROBES for a in ("--probe", p)))
-    rc = _run(probe_cmd)
-    rc |= _run(probe_cmd + ["--model", str(work / "random-init.safetensors"), "--name", "hear_maeast-random-init"])
-    return rc | _run(probe_cmd + ["--module", "hear_maeast.logmel", "--name", FLOOR_NAME])
+    # one thread, as for finetune: tiny torch ops on 2 busy cores spin with two (measured: docs/evaluation.md)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    rc = _run(probe_cmd, env=env)
+    rc |= _run(probe_cmd + ["--model", str(work / "random-init.safetensors"), "--name", "hear_maeast-random-init"],
+               env=env)
+    return rc | _run(probe_cmd + ["--module", "hear_maeast.logmel", "--name", FLOOR_NAME], env=env)
 
 
 def finetune_step(tasks_dir: Path, results: Path, epochs: int, model_path: str) -> int:
