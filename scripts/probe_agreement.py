@@ -26,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from eval.paired import PREDICTIONS, _Predictions  # noqa: E402
+from eval.probes.common import cpu_threads  # noqa: E402
 from eval.probes.run import probe_task  # noqa: E402
 from eval.results import read_score  # noqa: E402
 from eval.runner import prediction_env  # noqa: E402
@@ -116,6 +117,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
+    cpu_threads()  # one torch thread unless OMP_NUM_THREADS says otherwise, as heareval gets (prediction_env)
     rows = []
     for task in args.task:
         rows.append(compare(args.model_dir / task, args.work, args.n, args.grid))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +24,15 @@ class FoldResult:
     extra: dict = field(default_factory=dict)  # validation_score, epoch, ...
     postprocessing: Postprocessing = ()
     events: dict | None = None  # event tasks: predicted events
+
+
+def cpu_threads() -> int:
+    """torch's CPU threads for the probes: OMP_NUM_THREADS when set, else 1, as `eval` runs heareval's predictions
+    (eval.runner.prediction_env): these small matrices gain little from a second thread, and on a busy 2-core
+    machine two threads spin (measured: the mlp probe on the synthetic pitch task took 158 s with 2, 15 s with 1)."""
+    threads = int(os.environ.get("OMP_NUM_THREADS") or 1)
+    torch.set_num_threads(threads)
+    return threads
 
 
 def device_of(name: str | None) -> torch.device:

@@ -216,6 +216,9 @@ def run_probes(tasks_dir: Path, out: Path, probes: tuple[str, ...], module: str 
     for probe in probes:  # refused before any embedding is computed
         refused(Path(out) / configs[probe]["name"], configs[probe], replace_stale)
     ensure_embeddings(tasks, emb_run, module, model_path, model_options, grid, replace_stale)
+    from eval.probes.common import cpu_threads
+
+    cpu_threads()
     failed, folders = [], []
     for probe in probes:
         run_dir = Path(out) / configs[probe]["name"]
