@@ -7,7 +7,7 @@
 
 Every probe reads heareval's embeddings folder (eval/probes/data.py), scores with heareval.score's functions
 (eval/probes/scoring.py) and writes heareval's result layout, `test.predicted-scores.json` and
-`<split>.predictions.pkl`, so `hear-maeast table` reads it and `table --against` pairs it (eval/run_probes.py).
+`<split>.predictions.pkl`, so `hear-maeast table` reads it and `table --against` pairs it (eval/probes/run.py).
 """
 
 PROBES = ("linear", "knn", "mlp")

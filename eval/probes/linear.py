@@ -69,7 +69,8 @@ def _valid_metric(task: TaskData, scorer: Scorer, probs: np.ndarray, valid: Spli
 
 
 def fit(task: TaskData, scorer: Scorer, split: dict, seed: int, device: torch.device, lr: float = LR):
-    """Train on the split's training rows, early-stopped on its validation rows; (model, x_test, best epoch, score)."""
+    """Train on the split's training rows, early-stopped on its validation rows; (model, [train, valid, test]
+    features standardised, best epoch, its validation score)."""
     train, valid, test = (task.pooled(split[k]) for k in ("train", "valid", "test"))
     xs = [torch.from_numpy(a).to(device) for a in standardise(train.x, valid.x, test.x)]
     y = torch.from_numpy(train.y).to(device)
