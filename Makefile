@@ -8,7 +8,7 @@ SHARED ?= ../shared/data
 export TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install test eval bench clean
+.PHONY: install test test-slow test-harnesses eval bench gpu-check clean
 
 # The HEAR 2021 tools cannot be resolved from their own metadata on Python 3.11: see docs/install.md.
 $(BIN)/.installed: requirements-eval.txt constraints.txt setup.cfg
@@ -25,11 +25,30 @@ install: $(BIN)/.installed
 test: install
 	$(BIN)/python -m pytest -q tests
 
+# the tests marked heavy (real torch.compile runs, the whole GPU check dry-run on the CPU): minutes each on 2 cores
+test-slow: install
+	$(BIN)/python -m pytest -q -m heavy tests
+
+# X-ARES, MTEB, s3prl and ONNX (docs/harnesses.md): their extras on top of the install (no pin changes), then their
+# tests; X-ARES also needs FFmpeg's libraries (apt-get install ffmpeg, which .ci/run does).
+HARNESSES := xares,mteb,s3prl,onnx
+$(BIN)/.harnesses: $(BIN)/.installed constraints.txt setup.cfg
+	$(BIN)/pip install -q --no-build-isolation -e '.[$(HARNESSES)]' -c constraints.txt
+	touch $@
+
+test-harnesses: $(BIN)/.harnesses
+	$(BIN)/python -m pytest -q tests/test_harness_onnx.py tests/test_harness_xares.py tests/test_harness_s3prl.py \
+		tests/test_harness_mteb.py
+
 eval: install
 	$(BIN)/python -m eval.make_eval --work $(WORK) --shared $(SHARED)
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py
+
+# One lent GPU, one command: from a plain checkout with the machine's own torch (no install, no network), <= 5 min.
+gpu-check:
+	PYTHONPATH=. $(PYTHON) benchmarks/gpu.py --check
 
 clean:
 	rm -rf $(WORK) .pytest_cache

@@ -1,6 +1,9 @@
 """The GPU part: bf16 autocast throughput of the base presets and the fraction of the GPU's peak it reaches (MFU).
 
     python benchmarks/gpu.py [--presets P ...] [--batch-size B] [--mask-ratios 0.75] [--peak-tflops T] [--json FILE]
+    python benchmarks/gpu.py --check [--device cuda|cpu] [--budget 300] [--sections S ...] [--out FILE]
+
+--check: the prepared run for a lent GPU (benchmarks/gpu_check.py says what it runs); `make gpu-check` calls it.
 
 Runs only where CUDA is present; elsewhere it says so and exits 0 (`run_all.py` calls it either way).
 Pretraining: `pretrain_step.run` on the GPU under bf16 autocast (MAE step vs the SSAST step as published, memory by
@@ -18,6 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gpu_check  # noqa: E402
 from common import provenance, table, write_json  # noqa: E402
 
 import torch  # noqa: E402
@@ -72,7 +76,12 @@ def main(argv=None) -> None:
     ap.add_argument("--no-embed", action="store_true", help="pretraining only")
     ap.add_argument("--device", default="cuda", help=argparse.SUPPRESS)  # "cpu" with --peak-tflops: a dry run of this script
     ap.add_argument("--json")
+    ap.add_argument("--check", action="store_true", help="the prepared check for a lent GPU (benchmarks/gpu_check.py)")
+    gpu_check.add_arguments(ap)
     a = ap.parse_args(argv)
+    if a.check:
+        gpu_check.check(a)
+        return
     if a.device == "cuda" and not torch.cuda.is_available():
         print("GPU benchmarks: no CUDA device here, skipped (run benchmarks/gpu.py on a machine with one).", flush=True)
         write_json(a.json, dict(skipped="no CUDA device", provenance=provenance(torch.device("cpu"))))

@@ -1,11 +1,14 @@
 """Pretraining step time and activation memory: our MAE step against the SSAST step as published.
 
     python benchmarks/pretrain_step.py [--preset P] [--mask-ratios 0.5 0.75 0.9] [--batch-size B] [--threads N]
-                                       [--repeats R] [--device cpu|cuda] [--precision fp32|bf16] [--json FILE]
+                                       [--repeats R] [--device cpu|cuda] [--precision fp32|bf16] [--compile]
+                                       [--json FILE]
 
 One step = forward, loss, backward, gradient clipping (the recipe's) and an AdamW update (`pretrain.train`'s
-optimiser), on precomputed normalised spectrograms: the front end runs once, outside the timed part; masks are
-drawn inside the step, as in training. Paths, each measured in its own process:
+optimiser), on precomputed normalised spectrograms: the front end runs once, outside the timed part, and the masks
+are drawn before the timed steps (training draws them in the loader's workers), so the time is the device's work
+alone. --compile: forward + loss (and the backward derived from them) under `pretrain.step.compiled`, as in
+training. Paths, each measured in its own process:
   mae    ours: `MaskedAutoencoder.forward` (encoder on the visible tokens, decoder on all) + `pretrain_loss`
   ssast  SSAST as published (benchmarks/ssast_baseline.py): encoder over all tokens with a mask embedding in place
          of masked ones, two passes with independent masks (InfoNCE, then 10 x MSE), 2-layer MLP heads, no decoder
@@ -34,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -85,34 +87,49 @@ def spectrograms(cfg, frontend, batch: int, generator: torch.Generator, device: 
         return frontend(wav.to(device))[..., : cfg.input_frames].contiguous()
 
 
-def build(cfg, path: str, device: torch.device, autocast=nullcontext()):
-    """(module, optimiser, loss_fn(spec, mask_cfg, generator) -> scalar, clip) with the preset family's recipe;
-    mask_cfg is the preset with the mask ratio under test. Forwards run under `autocast`, losses outside it."""
-    from pretrain.losses import pretrain_loss
+def build(cfg, path: str, device: torch.device, precision: str = "fp32", compile_: bool = False, backend: str = "inductor"):
+    """(module, optimiser, loss_fn(spec, *masks) -> scalar, clip, draw(generator) -> masks) with the preset family's
+    recipe; cfg is the preset with the mask ratio under test. Masks are drawn by `draw`, on the device, before the
+    timed steps. compile_: loss_fn under `pretrain.step.compiled`, as training compiles its step."""
     from hear_maeast.masking import make_mask
-    from pretrain.train import RECIPES, build_optimizer
-    from ssast_baseline import SSASTStyle, full_pass_loss, ssast_loss
     from hear_maeast.model import MaskedAutoencoder
+    from pretrain.recipes import RECIPES
+    from pretrain.step import compiled, mae_loss
+    from pretrain.train import build_optimizer
+    from ssast_baseline import SSASTStyle, full_pass_loss, ssast_loss
 
     recipe = RECIPES[cfg.family]
     if path == "mae":
         model = MaskedAutoencoder(cfg).to(device)
 
-        def loss_fn(spec, mcfg, g):
-            keep, mask = make_mask(mcfg, spec.shape[0], g)  # [B, Nv], [B, N]
-            with autocast:
-                out = model(spec, keep.to(device))  # {"target", "recon", ("logits_proj")}: [B, N, P]
-            return pretrain_loss(out, mask.to(device), cfg.objective, cfg.norm_pix_loss)["loss"]
+        def loss_fn(spec, keep, mask):  # [B, F, T] normalised, [B, Nv], [B, N]
+            return mae_loss(model, spec, keep, mask, precision)["loss"]
+
+        def draw(batch, g):
+            return tuple(m.to(device) for m in make_mask(cfg, batch, g))
     else:
         model = SSASTStyle(cfg).to(device)
+        if path == "ssast":  # two independent masks
+            def loss_fn(spec, mask_disc, mask_gen):
+                return ssast_loss(model, spec, mask_disc, mask_gen, precision)
 
-        def loss_fn(spec, mcfg, g):
-            if path == "ssast":  # two independent masks
-                (_, m1), (_, m2) = make_mask(mcfg, spec.shape[0], g), make_mask(mcfg, spec.shape[0], g)
-                return ssast_loss(model, spec, m1.to(device), m2.to(device), autocast)
-            return full_pass_loss(model, spec, make_mask(mcfg, spec.shape[0], g)[1].to(device), cfg.objective, autocast)
+            def draw(batch, g):
+                return tuple(make_mask(cfg, batch, g)[1].to(device) for _ in range(2))
+        else:
+            def loss_fn(spec, mask):
+                return full_pass_loss(model, spec, mask, cfg.objective, precision)
+
+            def draw(batch, g):
+                return (make_mask(cfg, batch, g)[1].to(device),)
     optimizer = build_optimizer(model, recipe, recipe["lr"], recipe["weight_decay"])
-    return model, optimizer, loss_fn, recipe["clip_grad"]
+    if compile_:
+        loss_fn = compiled(loss_fn, device, backend=backend)
+    return model, optimizer, loss_fn, recipe["clip_grad"], draw
+
+
+def pre_drawn(draw, batch: int, g: torch.Generator, n: int) -> list[tuple]:
+    """n mask sets drawn before timing (the loader draws them in its workers during training), cycled by the steps."""
+    return [draw(batch, g) for _ in range(n)]
 
 
 def materialise_optimizer_state(model, optimizer) -> None:
@@ -130,28 +147,48 @@ def materialise_optimizer_state(model, optimizer) -> None:
         g["lr"] = lr
 
 
-def measure(preset: str, path: str, mask_ratio: float, batch: int, threads: int, warmup: int, repeats: int,
-            device: str, precision: str) -> dict:
-    """One path at one mask ratio, in this (fresh) process: {time_s, times_s, memory_bytes}."""
-    set_threads(threads)
-    dev = torch.device(device)
-    cfg = get_preset(preset).replace(mask_ratio=mask_ratio)
-    torch.manual_seed(0)
-    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    model, optimizer, loss_fn, clip = build(cfg, path, dev, autocast)
-    g = torch.Generator().manual_seed(0)
-    spec = spectrograms(cfg, model.frontend if path == "mae" else model.mae.frontend, batch, g, device)  # [B, F, T]
-    model.train()
-    materialise_optimizer_state(model, optimizer)
+def make_step(model, optimizer, loss_fn, clip, spec, masks):
+    """One training step on pre-drawn masks (cycled): forward + loss, backward, clip, AdamW; returns the loss."""
+    from pretrain.step import mark_step
+
+    state = {"i": 0}
 
     def step():
-        loss = loss_fn(spec, cfg, g)
+        mark_step()
+        loss = loss_fn(spec, *masks[state["i"] % len(masks)])
+        state["i"] += 1
         loss.backward()
         if clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=False)  # gradient buffers belong to the baseline, with weights and moments
+        return loss.detach()
 
+    return step
+
+
+def setup_path(preset: str, path: str, mask_ratio: float, batch: int, device: str, precision: str,
+               compile_: bool = False, n_masks: int = 4, backend: str = "inductor"):
+    """Model, optimiser (state allocated), spectrograms and pre-drawn masks of one path: (model, step)."""
+    dev = torch.device(device)
+    cfg = get_preset(preset).replace(mask_ratio=mask_ratio)
+    torch.manual_seed(0)
+    model, optimizer, loss_fn, clip, draw = build(cfg, path, dev, precision, compile_, backend)
+    g = torch.Generator().manual_seed(0)
+    spec = spectrograms(cfg, model.frontend if path == "mae" else model.mae.frontend, batch, g, device)  # [B, F, T]
+    model.train()
+    materialise_optimizer_state(model, optimizer)
+    return model, make_step(model, optimizer, loss_fn, clip, spec, pre_drawn(draw, batch, g, n_masks))
+
+
+def measure(preset: str, path: str, mask_ratio: float, batch: int, threads: int, warmup: int, repeats: int,
+            device: str, precision: str, compile_: bool = False) -> dict:
+    """One path at one mask ratio, in this (fresh) process: {time_s, times_s, memory_bytes}."""
+    set_threads(threads)
+    dev = torch.device(device)
+    _, step = setup_path(preset, path, mask_ratio, batch, device, precision, compile_)
+    for _ in range(3 if compile_ else 0):
+        step()  # compiles, then (CUDA graphs) warms up and records: outside the measured memory and time
     mem = PeakMemory(dev)
     mem.start()
     median, times = time_median(step, dev, warmup, repeats)
@@ -160,7 +197,7 @@ def measure(preset: str, path: str, mask_ratio: float, batch: int, threads: int,
 
 # ---- driver ------------------------------------------------------------------------------------
 def run(preset: str, mask_ratios: list[float], batch: int, threads: int, warmup: int, repeats: int, device: str,
-        precision: str, paths=PATHS, log=print) -> dict:
+        precision: str, paths=PATHS, log=print, compile_: bool = False) -> dict:
     base = get_preset(preset)
     rows, results = [], {}
     for r in mask_ratios:
@@ -169,7 +206,7 @@ def run(preset: str, mask_ratios: list[float], batch: int, threads: int, warmup:
         for path in paths:  # a fresh process for each path and ratio: no memory carried over from another
             args = ["--preset", preset, "--path", path, "--mask-ratios", str(r), "--batch-size", str(batch),
                     "--threads", str(threads), "--warmup", str(warmup), "--repeats", str(repeats), "--device", device,
-                    "--precision", precision]
+                    "--precision", precision, *(["--compile"] if compile_ else [])]
             got[path] = dict(run_worker(__file__, args, malloc_env=False), flops_per_clip=step_flops(cfg, path))
         mae = got["mae"]
         entry = {p: dict(time_s=v["time_s"], times_s=v["times_s"], memory_mib=v["memory_bytes"] / 2**20,
@@ -191,13 +228,13 @@ def run(preset: str, mask_ratios: list[float], batch: int, threads: int, warmup:
                              mem=None if p == "mae" else got[p]["memory_bytes"] / max(mae["memory_bytes"], 1)))
         log(f"  {preset} mask {r}: speedup {res.get('speedup', float('nan')):.2f}x "
             f"(FLOP ratio {res.get('flop_ratio', float('nan')):.2f}x), memory {res.get('memory_reduction', float('nan')):.2f}x")
-    title = (f"Pretraining step, {preset}, batch {batch}, {precision}, {threads} threads on {device} "
+    title = (f"Pretraining step, {preset}, batch {batch}, {precision}{', compiled' if compile_ else ''}, {threads} threads on {device} "
              f"(median of {repeats} after {warmup} warm-up)")
     cols = [("mask", "mask"), ("path", "path"), ("ms", "step ms"), ("spread", "max/min"), ("mib", "act. MiB"), ("gf", "GFLOP/clip"),
             ("gfs", "GFLOP/s"), ("speed", "time / mae"), ("flop", "FLOPs / mae"), ("mem", "memory / mae")]
     print(table(rows, cols, title), flush=True)
     return dict(preset=preset, device=device, precision=precision, batch_size=batch, threads=threads, warmup=warmup,
-                repeats=repeats, results=results)
+                repeats=repeats, compiled=compile_, masks="pre-drawn", results=results)
 
 
 def main(argv=None) -> None:
@@ -210,6 +247,7 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16: autocast, as --precision bf16 in pretraining")
+    ap.add_argument("--compile", action="store_true", help="the step under torch.compile (pretrain.step.compiled)")
     ap.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS, help="mae must come first")
     ap.add_argument("--path", choices=PATHS, help=argparse.SUPPRESS)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -220,9 +258,10 @@ def main(argv=None) -> None:
         import json
 
         print(json.dumps(measure(a.preset, a.path, a.mask_ratios[0], a.batch_size, threads, a.warmup, a.repeats,
-                                 a.device, a.precision)))
+                                 a.device, a.precision, a.compile)))
         return
-    out = run(a.preset, a.mask_ratios, a.batch_size, threads, a.warmup, a.repeats, a.device, a.precision, tuple(a.paths))
+    out = run(a.preset, a.mask_ratios, a.batch_size, threads, a.warmup, a.repeats, a.device, a.precision, tuple(a.paths),
+              compile_=a.compile)
     out["provenance"] = provenance(torch.device(a.device))
     write_json(a.json, out)
 

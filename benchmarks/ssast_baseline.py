@@ -13,14 +13,14 @@ its CLS token when the preset has one, its `encoder` stack, the preset's masks, 
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import torch
 from torch import nn
 
 from hear_maeast.config import ModelConfig
+from hear_maeast.masking import num_masked
 from hear_maeast.model import MaskedAutoencoder, patchify
 from pretrain.losses import masked_tokens, pretrain_loss
+from pretrain.step import autocast_for
 
 
 def mlp_head(dim: int, out: int) -> nn.Sequential:
@@ -34,6 +34,7 @@ class SSASTStyle(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
+        self.n_masked = num_masked(cfg)  # M: known, so gathering the masked tokens never waits for the device
         self.mae = MaskedAutoencoder(cfg)
         for name in ("decoder_embed", "decoder", "decoder_pred", "decoder_cls"):  # SSAST has no decoder
             setattr(self.mae, name, None)
@@ -58,8 +59,8 @@ class SSASTStyle(nn.Module):
     def forward(self, spec: torch.Tensor, mask: torch.Tensor, heads: tuple[str, ...] = ("disc", "gen")) -> dict:
         """-> {"target", "recon" (gen head), "logits_proj" (disc head)}, each [B, M, P] over the masked tokens only,
         the layout `pretrain.losses.pretrain_loss` reads (with an all-ones mask [B, M])."""
-        h = masked_tokens(self.encode_all(spec, mask), mask)  # [B, M, D]
-        out = {"target": masked_tokens(patchify(spec, self.cfg), mask)}  # [B, M, P]
+        h = masked_tokens(self.encode_all(spec, mask), mask, self.n_masked)  # [B, M, D]
+        out = {"target": masked_tokens(patchify(spec, self.cfg), mask, self.n_masked)}  # [B, M, P]
         if "gen" in heads:
             out["recon"] = self.gen_head(h)
         if "disc" in heads:
@@ -68,22 +69,24 @@ class SSASTStyle(nn.Module):
 
 
 def ssast_loss(model: SSASTStyle, spec: torch.Tensor, mask_disc: torch.Tensor, mask_gen: torch.Tensor,
-               autocast=nullcontext()) -> torch.Tensor:
-    """The published step's loss: two passes with independent masks, InfoNCE + 10 x MSE (forwards under
-    `autocast`, losses outside it, as in `pretrain.train`)."""
-    with autocast:
+               precision: str = "fp32") -> torch.Tensor:
+    """The published step's loss: two passes with independent masks, InfoNCE + 10 x MSE (forwards under the
+    precision's autocast, losses outside it, as in `pretrain.step.mae_loss`)."""
+    with autocast_for(spec.device, precision):
         disc = model(spec, mask_disc, heads=("disc",))
         gen = model(spec, mask_gen, heads=("gen",))
     ones = torch.ones(disc["target"].shape[:2], device=spec.device)  # [B, M]: every gathered token is masked
-    return pretrain_loss(disc, ones, "discriminative")["loss"] + pretrain_loss(gen, ones, "generative")["loss"]
+    m = ones.shape[1]
+    return (pretrain_loss(disc, ones, "discriminative", n_masked=m)["loss"]
+            + pretrain_loss(gen, ones, "generative", n_masked=m)["loss"])
 
 
 def full_pass_loss(model: SSASTStyle, spec: torch.Tensor, mask: torch.Tensor, objective: str,
-                   autocast=nullcontext()) -> torch.Tensor:
+                   precision: str = "fp32") -> torch.Tensor:
     """One all-token pass with the preset's own objective (the heads it needs): the encoder's cost without
     dropping masked tokens, everything else as in our step."""
     heads = {"mse": ("gen",), "generative": ("gen",), "discriminative": ("disc",)}.get(objective, ("disc", "gen"))
-    with autocast:
+    with autocast_for(spec.device, precision):
         out = model(spec, mask, heads=heads)
     ones = torch.ones(out["target"].shape[:2], device=spec.device)
-    return pretrain_loss(out, ones, objective)["loss"]
+    return pretrain_loss(out, ones, objective, n_masked=ones.shape[1])["loss"]

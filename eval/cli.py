@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from eval.finetune_config import FinetuneConfig
 from hear_maeast.errors import BadInput, Command, Group
 from hear_maeast.timing import SAMPLE_RATE
 
@@ -167,7 +168,18 @@ def table(results, output, csv_path, png, against):
     click.echo(write_table(list(results), output, csv_path, png, against), nl=False)
 
 
-# `hear-maeast finetune` (eval/finetune.py); errors are hear_maeast.errors' typed ones, printed as one line
+# `hear-maeast finetune` (eval/finetune.py); errors are hear_maeast.errors' typed ones, printed as one line; every
+# default is FinetuneConfig's (eval/finetune_config.py)
+FT = FinetuneConfig()
+
+
+def _ft(flag: str, help: str | None = None, **kwargs):
+    """A `finetune` option defaulting to FinetuneConfig's field of the same name (shown when it is a value)."""
+    default = getattr(FT, flag.split("/")[0].lstrip("-").replace("-", "_"))
+    shown = default is not None and default is not False
+    return click.option(flag, default=default, show_default=shown, help=help, **kwargs)
+
+
 @click.command("finetune", cls=Command)
 @click.option("--tasks-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A tasks root (one folder per task) or a single task folder; event tasks are skipped (n/a).")
@@ -175,26 +187,23 @@ def table(results, output, csv_path, png, against):
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="RESULTS folder.")
 @click.option("--name", default=None, help="Results folder name [default: <model>-finetuned]; -finetuned is appended.")
 @click.option("--task", "only", multiple=True, help="Only this task folder name (repeatable).")
-@click.option("--epochs", default=30, show_default=True, help="Epochs per fold (at most: early stopping on valid).")
-@click.option("--batch-size", default=32, show_default=True)
-@click.option("--lr", default=5e-4, show_default=True, help="Peak learning rate (the head's; lower blocks get less).")
-@click.option("--layer-decay", default=0.75, show_default=True, help="Layer-wise lr decay (MAE/AudioMAE).")
-@click.option("--head-lr-scale", default=10.0, show_default=True, help="The head's lr over --lr (SSAST's head_lr).")
-@click.option("--weight-decay", default=0.05, show_default=True, help="AdamW's (not on biases, norms, tokens).")
-@click.option("--warmup-epochs", default=3.0, show_default=True, help="Linear warm-up, then cosine to 0.")
-@click.option("--patience", default=10, show_default=True,
-              help="Stop after this many epochs without a better valid score; 0: never.")
-@click.option("--mixup", default=0.5, show_default=True,
-              help="Probability that an example is mixed (AST/SSAST; not a Beta alpha); lambda ~ Beta(10, 10).")
-@click.option("--specaug/--no-specaug", default=True, show_default=True, help="SpecAugment time and frequency masks.")
-@click.option("--freqm", type=int, default=None, help="Widest frequency mask, mel bins [default: 3/16 of the bins].")
-@click.option("--timem", type=int, default=None, help="Widest time mask, frames [default: 3/16 of the crop].")
-@click.option("--layer", default=-1, show_default=True, help="Encoder block (1-based) to pool and tune up to; -1: last.")
-@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda when present, else cpu].")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None,
-              help="[default: bf16 on CUDA, fp32 elsewhere].")
-@click.option("--seed", default=0, show_default=True, help="The same seed gives the same scores on CPU.")
-@click.option("--save-models", is_flag=True, help="Also write each fold's best model: <fold>.model/.head.safetensors.")
+@_ft("--epochs", "Epochs per fold (at most: early stopping on valid).")
+@_ft("--batch-size")
+@_ft("--lr", "Peak learning rate (the head's; lower blocks get less).")
+@_ft("--layer-decay", "Layer-wise lr decay (MAE/AudioMAE).")
+@_ft("--head-lr-scale", "The head's lr over --lr (SSAST's head_lr).")
+@_ft("--weight-decay", "AdamW's (not on biases, norms, tokens).")
+@_ft("--warmup-epochs", "Linear warm-up, then cosine to 0.")
+@_ft("--patience", "Stop after this many epochs without a better valid score; 0: never.")
+@_ft("--mixup", "Probability that an example is mixed (AST/SSAST; not a Beta alpha); lambda ~ Beta(10, 10).")
+@_ft("--specaug/--no-specaug", "SpecAugment time and frequency masks.")
+@_ft("--freqm", "Widest frequency mask, mel bins [default: 3/16 of the bins].", type=int)
+@_ft("--timem", "Widest time mask, frames [default: 3/16 of the crop].", type=int)
+@_ft("--layer", "Encoder block (1-based) to pool and tune up to; -1: last.")
+@_ft("--device", "cpu, cuda, cuda:1 ... [default: cuda when present, else cpu].")
+@_ft("--precision", "[default: bf16 on CUDA, fp32 elsewhere].", type=click.Choice(["fp32", "bf16"]))
+@_ft("--seed", "The same seed gives the same scores on CPU.")
+@_ft("--save-models", "Also write each fold's best model: <fold>.model/.head.safetensors.", is_flag=True)
 @click.option("--replace-stale", is_flag=True,
               help="When OUT/<name> holds fine-tuning results of other weights or options (e.g. after the default "
                    "weights changed), delete them and fine-tune this model there; refused otherwise.")
@@ -204,7 +213,7 @@ def finetune(tasks_dir, model_path, out, name, only, replace_stale, **options):
 
     A re-run resumes per task, fold and epoch. Exits 1 when any task failed (after the others). README: "Fine-tuning".
     """
-    from eval.finetune import FinetuneConfig, run_finetune
+    from eval.finetune import run_finetune
 
     run_finetune(tasks_dir, out, model_path=model_path, name=name, only=only, tc=FinetuneConfig(**options),
                  replace_stale=replace_stale)

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from eval.debian import Deb, fetch_unpacked
 from eval.taskdir import TaskError, audio_info, read_audio
-from hear_maeast.debian import Deb, fetch_unpacked
 from hear_maeast.timing import SAMPLE_RATE
 
 TASK = "hydrogen_drums-v1.0-full"
@@ -167,7 +167,7 @@ def write_task(clips: list[dict], out_root: Path, source: str) -> Path:
 def build(out_root: Path, cache: Path) -> Path:
     """OUT_ROOT/hydrogen_drums-v1.0-full/ from the pinned hydrogen-drumkits package (fetched into CACHE).
 
-    Kept when already complete. Raises hear_maeast.debian.PackageUnavailable when the package cannot be fetched.
+    Kept when already complete. Raises eval.debian.PackageUnavailable when the package cannot be fetched.
     """
     task_dir = Path(out_root) / TASK
     if (task_dir / "task_metadata.json").is_file():

@@ -36,6 +36,11 @@ Layout (each run its own folder, like `hear-maeast eval`):
     RESULTS/<name>/<task>/<fold>.finetune-state.pt     the fold's training state after its last finished epoch
     RESULTS/<name>/<task>/not-applicable.json          an event task: not fine-tuned (`table` shows n/a)
     RESULTS/<name>/<task>/failed.json                  what went wrong, when it did
+    RESULTS/<name>/<task>/task_metadata.json, labelvocabulary.csv, <split>.json   copies of the task's files: the
+                                                       task's results are kept only while they equal them
+
+The run-folder rules are eval/runs.py's, as for `hear-maeast eval`: a folder of other weights or options is refused,
+or replaced with --replace-stale (`make eval` passes it); a task whose files changed is fine-tuned again.
 
 Every file is written atomically, so a killed run resumes at its last finished epoch with the same result as an
 uninterrupted one: all randomness of an epoch is drawn from generators seeded by (seed, fold, epoch).
@@ -44,7 +49,6 @@ uninterrupted one: all randomness of an epoch is drawn from generators seeded by
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import math
 import shutil
@@ -54,17 +58,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from eval.finetune_config import FinetuneConfig
 from eval.results import FINETUNED_SUFFIX, NOT_APPLICABLE, SCORES
 from eval.runs import (DEFAULT_MODULE, FINETUNE, copy_task_files, model_name, open_run, package_version, same_task,
                        select_tasks, weights_file, write_json)
-from eval.taskdir import EVENT, LABEL_VOCABULARY, TaskError, check_task, read_metadata
+from eval.taskdir import (EVENT, SceneClips, TaskError, check_task, clip_batches, label_indices, plain_name, read_clip,
+                          read_metadata, scene_clips)
 from hear_maeast.files import atomic_write
+from hear_maeast.api import get_scene_embeddings, tail_rule
 from hear_maeast.errors import BadInput, WorkFailed
 from hear_maeast.model import MaskedAutoencoder, pool_scene, tokens_to_columns
 from hear_maeast.optim import layer_decay_groups, lr_at
@@ -75,59 +81,6 @@ MIXUP_BETA = 10.0  # SSAST's dataloader: lambda ~ Beta(10, 10)
 SPECAUG_FRACTION = 3 / 16  # SSAST ESC-50: freqm 24 of 128 bins, timem 96 of 512 frames
 HEAD_INIT_STD = 2e-5  # MAE fine-tuning: trunc_normal_(head.weight, std=2e-5)
 ADAMW_BETAS = (0.9, 0.999)
-EVAL_BATCH_SAMPLES = 32 * 10 * SAMPLE_RATE  # clips read at once for evaluation: 20 MB of audio, whatever their length
-
-
-@dataclass
-class FinetuneConfig:
-    """Every option of a fine-tuning run (recorded in run.json); defaults for small HEAR tasks, see README."""
-
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 5e-4  # peak, for the head; block i of L gets lr * layer_decay^(L + 1 - i)
-    layer_decay: float = 0.75
-    head_lr_scale: float = 10.0  # the head's lr over the peak lr: SSAST's `head_lr` (10 in its ESC-50 recipe)
-    weight_decay: float = 0.05
-    warmup_epochs: float = 3.0
-    patience: int = 10  # epochs without a better valid score before stopping; 0: never stop early
-    mixup: float = 0.5  # probability per example (AST/SSAST), lambda ~ Beta(10, 10)
-    specaug: bool = True
-    freqm: int | None = None  # widest frequency mask in mel bins; None: 3/16 of the preset's bins
-    timem: int | None = None  # widest time mask in frames; None: 3/16 of the crop (at most the input frames)
-    layer: int = -1  # 1-based encoder block whose output is pooled; -1: the last (with the final norm)
-    device: str | None = None  # None: cuda when present, else cpu
-    precision: str | None = None  # fp32 | bf16; None: bf16 on cuda, fp32 elsewhere
-    seed: int = 0
-    save_models: bool = False  # also write each fold's best model (<fold>.model.safetensors + .head.safetensors)
-
-    def resolved(self) -> "FinetuneConfig":
-        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        precision = self.precision or ("bf16" if device.startswith("cuda") else "fp32")
-        return FinetuneConfig(**{**asdict(self), "device": device, "precision": precision})
-
-    def check(self) -> None:
-        problems = [f"--{k.replace('_', '-')} {v} must be {want}" for k, v, ok, want in [
-            ("epochs", self.epochs, self.epochs >= 1, ">= 1"),
-            ("batch_size", self.batch_size, self.batch_size >= 1, ">= 1"),
-            ("lr", self.lr, self.lr > 0, "> 0"),
-            ("layer_decay", self.layer_decay, 0 < self.layer_decay <= 1, "in (0, 1]"),
-            ("head_lr_scale", self.head_lr_scale, self.head_lr_scale > 0, "> 0"),
-            ("weight_decay", self.weight_decay, self.weight_decay >= 0, ">= 0"),
-            ("warmup_epochs", self.warmup_epochs, self.warmup_epochs >= 0, ">= 0"),
-            ("patience", self.patience, self.patience >= 0, ">= 0 (0: never stop early)"),
-            ("mixup", self.mixup, 0 <= self.mixup <= 1, "a probability in [0, 1]"),
-            ("freqm", self.freqm, self.freqm is None or self.freqm >= 0, ">= 0"),
-            ("timem", self.timem, self.timem is None or self.timem >= 0, ">= 0"),
-            ("precision", self.precision, self.precision in (None, "fp32", "bf16"), "fp32 or bf16"),
-        ] if not ok]
-        try:
-            torch.device(self.device or "cpu")
-        except RuntimeError:
-            problems.append(f"--device {self.device} is not a device torch knows (cpu, cuda, cuda:1, ...)")
-        if self.device and self.device.startswith("cuda") and not torch.cuda.is_available():
-            problems.append(f"--device {self.device}: CUDA is not available here (use --device cpu)")
-        if problems:
-            raise BadInput("; ".join(problems))
 
 
 def _log(msg: str) -> None:
@@ -162,49 +115,31 @@ def aggregate_folds(results: dict[str, dict[str, float]]) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------- data
 @dataclass
 class Split:
-    """The clips of one or more task splits: files, targets [N, C] (one-hot or multi-hot), lengths in samples."""
+    """The clips of one or more task splits (eval.taskdir.SceneClips) and their targets [N, C] (one-hot or
+    multi-hot)."""
 
-    files: list[Path]
+    clips: SceneClips
     targets: torch.Tensor
-    samples: list[int]
+
+    @classmethod
+    def read(cls, task_dir: Path, names: list[str], label_to_idx: dict[str, int]) -> "Split":
+        """The splits `names` of a scene task, audio at the model's 16 kHz."""
+        clips = scene_clips(task_dir, names, label_to_idx, SAMPLE_RATE)
+        targets = torch.zeros(len(clips), clips.n_labels)
+        for i, idx in enumerate(clips.labels):
+            targets[i, idx] = 1.0
+        return cls(clips, targets)
+
+    @property
+    def files(self) -> list[Path]:
+        return self.clips.files
+
+    @property
+    def samples(self) -> list[int]:
+        return self.clips.samples
 
     def __len__(self) -> int:
-        return len(self.files)
-
-
-def label_vocabulary(task_dir: Path) -> dict[str, int]:
-    with open(Path(task_dir) / LABEL_VOCABULARY, newline="") as f:
-        return {row["label"]: int(row["idx"]) for row in csv.DictReader(f)}
-
-
-def load_split(task_dir: Path, names: list[str], label_to_idx: dict[str, int]) -> Split:
-    """Files, targets and lengths of the splits `names` of a scene task (audio at the model's 16 kHz)."""
-    files, targets, samples = [], [], []
-    for name in names:
-        labels = json.loads((Path(task_dir) / f"{name}.json").read_text())
-        for file, clip_labels in labels.items():
-            unknown = [label for label in clip_labels if str(label) not in label_to_idx]
-            if unknown:
-                raise BadInput(f"{task_dir.name}/{name}.json: {file} has labels {unknown} that are not in "
-                               f"{LABEL_VOCABULARY}")
-            path = Path(task_dir) / str(SAMPLE_RATE) / name / file
-            info = sf.info(str(path))
-            if info.samplerate != SAMPLE_RATE:
-                raise BadInput(f"{path} is at {info.samplerate} Hz, in the {SAMPLE_RATE} Hz folder of the task")
-            target = torch.zeros(len(label_to_idx))
-            target[[label_to_idx[str(label)] for label in clip_labels]] = 1.0
-            files.append(path)
-            targets.append(target)
-            samples.append(info.frames)
-    if not files:
-        raise BadInput(f"{task_dir.name}: the split(s) {names} hold no clips")
-    return Split(files, torch.stack(targets), samples)
-
-
-def read_clip(path: Path, start: int = 0, stop: int | None = None) -> np.ndarray:
-    """Samples [start, stop) of a wav file as float32 [n], channels averaged."""
-    audio, _ = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
-    return audio.mean(axis=1)
+        return len(self.clips)
 
 
 def crop_batch(split: Split, idx: np.ndarray, crop: int, rng: np.random.Generator) -> torch.Tensor:
@@ -248,27 +183,16 @@ class SceneClassifier(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def forward_spec(self, spec: torch.Tensor) -> torch.Tensor:
-        """Training path on one chunk: spec [B, F, T <= input_frames] -> logits [B, C].
-
-        Pooled as the HEAR API pools a clip of T frames: MSM-MAE padded to the fixed grid (the columns made only of
-        padding left out); MAE-AST whole tokens only, the partial last one dropped as the official model's nn.Unfold
-        does (a clip shorter than one token padded to one). docs/design.md, "The MAE-AST tail".
-        """
+        """Training path on one chunk: spec [B, F, T <= input_frames] -> logits [B, C], pooled as the HEAR API pools
+        a clip of T frames (hear_maeast.api.tail_rule: MSM-MAE padded to the fixed grid, MAE-AST whole tokens)."""
         cfg = self.backbone.cfg
-        pw = cfg.patch_size[1]
-        if cfg.fixed_length:
-            n_cols, span = math.ceil(spec.shape[-1] / pw), cfg.input_frames
-        else:
-            n_cols = max(1, spec.shape[-1] // pw)
-            span = n_cols * pw
+        span, n_cols = tail_rule(cfg, spec.shape[-1])
         x = F.pad(spec, (0, span - spec.shape[-1]))[..., :span]  # zeros = the normalised mean, as the API pads
         cols = tokens_to_columns(self.backbone.encode(x, self.backbone.layer), cfg)[:, :n_cols]  # [B, C, Fg*D]
         return self.head(pool_scene(cols, cfg))
 
     def forward_clips(self, audio: torch.Tensor) -> torch.Tensor:
         """Evaluation path: whole clips [B, N] through the HEAR API's chunked scene embedding -> logits [B, C]."""
-        from hear_maeast.api import get_scene_embeddings
-
         return self.head(get_scene_embeddings(audio, self.backbone))
 
 
@@ -339,27 +263,14 @@ def train_epoch(model: SceneClassifier, opt, fold: Fold, train: Split, tc: Finet
     return float(np.mean(losses))
 
 
-def clip_batches(split: Split, batch_size: int):
-    """Whole clips batched by equal length, at most `batch_size` clips and EVAL_BATCH_SAMPLES samples at once (long
-    clips go a few at a time): yields (clip indices, audio [B, n])."""
-    by_length: dict[int, list[int]] = {}
-    for i, n in enumerate(split.samples):
-        by_length.setdefault(n, []).append(i)
-    for n, idx in by_length.items():
-        per_batch = max(1, min(batch_size, EVAL_BATCH_SAMPLES // n))
-        for b in range(0, len(idx), per_batch):
-            batch = idx[b : b + per_batch]
-            yield batch, torch.from_numpy(np.stack([read_clip(split.files[i]) for i in batch]))
-
-
 @torch.no_grad()
 def predict(model: SceneClassifier, split: Split, tc: FinetuneConfig) -> torch.Tensor:
     """Logits [N, C] of every clip, whole, batched by equal length (clip_batches)."""
     model.eval()
     logits = torch.zeros(len(split), split.targets.shape[1])
-    for batch, audio in clip_batches(split, tc.batch_size):
+    for batch, audio in clip_batches(split.clips, tc.batch_size):
         with _autocast(tc):
-            logits[batch] = model.forward_clips(audio.to(tc.device)).float().cpu()
+            logits[batch] = model.forward_clips(torch.from_numpy(audio).to(tc.device)).float().cpu()
     return logits
 
 
@@ -437,16 +348,25 @@ def run_fold(fold: Fold, template: MaskedAutoencoder, label_to_idx: dict, tc: Fi
     result_file = fold.out / f"{_file_stem(fold)}.finetune.json"
     state_file = fold.out / f"{_file_stem(fold)}.finetune-state.pt"
     if result_file.is_file():
-        _log(f"  {fold.name}: kept (finished earlier)")
-        return json.loads(result_file.read_text())
-    train, valid, test = (load_split(fold.task_dir, fold.splits[k], label_to_idx) for k in ("train", "valid", "test"))
+        try:
+            result = json.loads(result_file.read_text(encoding="utf-8"))
+            _log(f"  {fold.name}: kept (finished earlier)")
+            return result
+        except ValueError as e:
+            _discard(result_file, e, fold)
+    train, valid, test = (Split.read(fold.task_dir, fold.splits[k], label_to_idx) for k in ("train", "valid", "test"))
     model, opt = new_fold_model(template, len(label_to_idx), fold, tc)
     state = {"epoch": 0, "best": None, "bad_epochs": 0, "history": [], "seconds": 0.0}
     if state_file.is_file():
-        state = torch.load(state_file, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"], strict=False)
-        opt.load_state_dict(state["optimizer"])
-        _log(f"  {fold.name}: resuming after epoch {state['epoch']} of {tc.epochs}")
+        try:
+            saved = torch.load(state_file, map_location="cpu", weights_only=True)
+            model.load_state_dict(saved["model"], strict=False)
+            opt.load_state_dict(saved["optimizer"])
+            state = saved
+            _log(f"  {fold.name}: resuming after epoch {state['epoch']} of {tc.epochs}")
+        except Exception as e:  # noqa: BLE001 - truncated or foreign: never fatal, the fold is simply redone
+            model, opt = new_fold_model(template, len(label_to_idx), fold, tc)  # nothing half-loaded
+            _discard(state_file, e, fold)
     _log(f"  {fold.name}: train {fold.splits['train']} ({len(train)} clips), valid {fold.splits['valid']} "
          f"({len(valid)}), test {fold.splits['test']} ({len(test)})")
     state = fit(model, opt, fold, train, valid, tc, state, state_file)
@@ -462,6 +382,13 @@ def run_fold(fold: Fold, template: MaskedAutoencoder, label_to_idx: dict, tc: Fi
     state_file.unlink(missing_ok=True)
     _log(f"  {fold.name}: test {scores['test_score']:.3f} (best valid epoch {best['epoch']} of {state['epoch']} run)")
     return result
+
+
+def _discard(path: Path, e: Exception, fold: Fold) -> None:
+    """A fold's file that cannot be read (cut by a kill or a full disk): named, deleted, and the fold redone."""
+    _log(f"  {fold.name}: {path} cannot be read ({type(e).__name__}: {' '.join(str(e).split())[:200]}); it is "
+         "discarded and the fold starts over")
+    path.unlink(missing_ok=True)
 
 
 def save_fold_model(model: SceneClassifier, fold: Fold, result: dict) -> None:
@@ -518,7 +445,7 @@ def finetune_task(task_dir: Path, task_out: Path, template: MaskedAutoencoder, t
     """Every fold of one scene task, then its test.predicted-scores.json; returns its run.json entry."""
     metadata = check_task(task_dir, SAMPLE_RATE)
     keep_only_this_task(task_dir, task_out)
-    label_to_idx = label_vocabulary(task_dir)
+    label_to_idx = label_indices(task_dir)
     scores = heareval_scores(metadata, label_to_idx)
     by_score = metadata.get("use_scoring_for_early_stopping", True)
     results, best_epochs = {}, {}
@@ -537,11 +464,8 @@ def finetune_task(task_dir: Path, task_out: Path, template: MaskedAutoencoder, t
 
 def scene_and_event_tasks(tasks_dir: Path, only: tuple[str, ...]) -> tuple[list[Path], list[Path]]:
     """(scene tasks, event tasks) under `tasks_dir` (eval.runs.select_tasks: checked before any work); BadInput when
-    none is a scene task or a task folder is not usable."""
-    try:
-        tasks = select_tasks(tasks_dir, only, SAMPLE_RATE)
-    except TaskError as e:
-        raise BadInput(str(e)) from e
+    none is a scene task, TaskError (exit 1, as `eval`) when a task folder is not usable."""
+    tasks = select_tasks(tasks_dir, only, SAMPLE_RATE)
     scene = [t for t in tasks if read_metadata(t)["embedding_type"] != EVENT]
     event = [t for t in tasks if t not in scene]
     if not scene:
@@ -567,7 +491,7 @@ def load_backbone(model_path: str, layer: int) -> MaskedAutoencoder:
 def finetuned_name(model_path: str, name: str | None) -> str:
     """`<model>-finetuned` (the name `eval` gives the model, plus the suffix), so fine-tuned rows never collide with
     probe rows; a --name without the suffix gets it."""
-    name = name or model_name(DEFAULT_MODULE, model_path)
+    name = plain_name(name or model_name(DEFAULT_MODULE, model_path), "--name", BadInput)  # eval's check
     return name if name.endswith(FINETUNED_SUFFIX) else name + FINETUNED_SUFFIX
 
 
@@ -609,9 +533,9 @@ def run_finetune(tasks_dir: Path, out: Path, model_path: str = "", name: str | N
     """
     tc = (tc or FinetuneConfig()).resolved()
     tc.check()
+    name = finetuned_name(model_path, name)
     scene, event = scene_and_event_tasks(tasks_dir, only)
     template = load_backbone(model_path, tc.layer)
-    name = finetuned_name(model_path, name)
     config = run_config(name, model_path, tasks_dir, template, tc)
     run_dir = Path(out) / name
     open_run(run_dir, config, replace_stale, _log)

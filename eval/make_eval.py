@@ -111,7 +111,7 @@ def drum_task(tasks_dir: Path, cache: Path) -> str:
     """Build the real drum task (its Debian package fetched into CACHE); a one-line reason when it cannot be."""
     from eval.drums import build
     from eval.taskdir import TaskError
-    from hear_maeast.debian import PackageUnavailable
+    from eval.debian import PackageUnavailable
 
     try:
         return str(build(tasks_dir, cache))
@@ -156,9 +156,9 @@ def eval_command(tasks_dir: Path, results: Path, module: str, grid: str, model_p
 
 
 def finetune_command(tasks_dir: Path, results: Path, epochs: int, model_path: str = "") -> list[str]:
-    """`hear-maeast finetune` as step 4 runs it (stale results of changed weights replaced): every task but the drum task (its 5 x ~400-clip folds would add
-    ~10 min on 2 cores: `make eval` stays under 15 minutes, and README "Fine-tuning" gives the command that
-    fine-tunes it too)."""
+    """`hear-maeast finetune` as step 4 runs it (stale results of changed weights replaced): every task but the
+    drum task (its 5 x ~400-clip folds would add ~10 min on 2 cores: `make eval` stays under 15 minutes, and README
+    "Fine-tuning" gives the command that fine-tunes it too)."""
     from eval.drums import TASK as DRUM_TASK
 
     only = [a for t in sorted(p.name for p in tasks_dir.iterdir() if p.is_dir() and p.name != DRUM_TASK)

@@ -10,8 +10,10 @@ Where the clips come from: heareval writes `<split>.predictions.pkl` ({"target":
 "prediction": [clips, labels], "prediction_logit": ...}, torch tensors) for every split it tests: `test`, or
 each fold of a k-fold task (each clip is tested once; the folds are pooled here). The clip order is a function of
 the task's split JSONs alone (heareval.embeddings.task_embeddings.memmap_embeddings: `random.Random(0)` shuffles
-each split's clips, splits in task_metadata order), so two models scored on the same task folder list the same
-clips in the same order; two folders whose targets differ are refused. Only accuracy tasks are compared
+each split's clips, splits in task_metadata order), so the clip of every row is known from the split JSONs heareval
+copied into the results: clips are paired by name, and two folders whose clip names or targets differ are
+refused. Each file is checked against its task before a tensor is made (rows: the split's clips, columns: the
+vocabulary; dense, inside its storage): reading one takes the memory of the arrays the task implies. Only accuracy tasks are compared
 (`top1_acc`, and `pitch_acc`, which heareval scores with the same Top1Accuracy: a clip is right or wrong); the cell
 is empty for the others (mAP, event onsets) and rows without predictions (`-finetuned`) are left out.
 """
@@ -21,13 +23,15 @@ from __future__ import annotations
 import io
 import math
 import pickle
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from eval.results import ModelResults, ResultsError
-from eval.taskdir import ACCURACY_METRICS, TaskFacts
+from eval.results import FINETUNED_SUFFIX, ModelResults, ResultsError
+from eval.taskdir import (ACCURACY_METRICS, METADATA, TaskError, TaskFacts, read_metadata, read_split,
+                          read_vocabulary, task_splits)
 from hear_maeast.errors import BadInput
 
 PREDICTIONS = ".predictions.pkl"  # heareval's <split>.predictions.pkl
@@ -56,16 +60,38 @@ class Paired:
 
 
 class _Predictions(pickle.Unpickler):
-    """heareval's predictions pickle holds torch tensors and nothing else: only their rebuild functions load."""
+    """heareval's predictions pickle holds torch tensors and nothing else: only their rebuild functions load, and
+    every tensor is checked against the shape the task implies BEFORE it is made (a few-KB pickle with zero strides
+    and a huge size would otherwise claim gigabytes the moment it is used)."""
 
-    ALLOWED = {("torch._utils", "_rebuild_tensor_v2"), ("collections", "OrderedDict")}
+    ALLOWED = {("collections", "OrderedDict")}
+
+    def __init__(self, file, shape: tuple[int, int]):
+        super().__init__(file)
+        self.shape = shape
 
     def find_class(self, module: str, name: str):
         if (module, name) == ("torch.storage", "_load_from_bytes"):
             return _storage_from_bytes
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return self._rebuild_tensor
         if (module, name) in self.ALLOWED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"it names {module}.{name}, which a predictions file never holds")
+
+    def _rebuild_tensor(self, storage, offset, size, stride, *rest):
+        """torch's _rebuild_tensor_v2, for a dense [clips, labels] tensor lying inside its storage only."""
+        import torch
+        from torch._utils import _rebuild_tensor_v2
+
+        rows, labels = self.shape
+        if tuple(size) != (rows, labels):
+            raise ValueError(f"a tensor of shape {list(size)}, the task implies [{rows}, {labels}] (its test clips, its "
+                             "labels)")
+        inside = isinstance(offset, int) and 0 <= offset and offset + rows * labels <= storage._size()  # no warning
+        if not isinstance(storage, torch.storage.TypedStorage) or tuple(stride) != (labels, 1) or not inside:
+            raise ValueError(f"a tensor that is not a dense [{rows}, {labels}] block of its storage")
+        return _rebuild_tensor_v2(storage, offset, size, stride, *rest)
 
 
 def _storage_from_bytes(data: bytes):
@@ -74,37 +100,87 @@ def _storage_from_bytes(data: bytes):
     return torch.load(io.BytesIO(data), weights_only=True)
 
 
-def read_predictions(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(target label index, predicted label index), one per clip, from one heareval `<split>.predictions.pkl`."""
+def read_predictions(path: Path, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(target label index, predicted label index), one per clip, from one heareval `<split>.predictions.pkl` of a
+    task with `shape` = (test clips, labels). Memory: the arrays the shape implies, never what the file claims."""
+    limit = 3 * 8 * shape[0] * shape[1] + 2**20  # three float64 [clips, labels] tensors and the pickle's framing
     try:
+        size = Path(path).stat().st_size
+        if size > limit:
+            raise ValueError(f"{size} bytes, more than 3 tensors of [{shape[0]}, {shape[1]}] can take")
         with open(path, "rb") as f:
-            found = _Predictions(f).load()
+            found = _Predictions(f, shape).load()
         target, prediction = found["target"], found["prediction"]
-        if target.ndim != 2 or target.shape != prediction.shape:
-            raise ValueError(f"target {tuple(target.shape)} and prediction {tuple(prediction.shape)} do not match")
-    except Exception as e:  # anything half-written or foreign: one message naming the file
+        if not all(hasattr(x, "shape") and tuple(x.shape) == shape for x in (target, prediction)):
+            raise ValueError(f"target and prediction must both be [{shape[0]}, {shape[1]}] tensors")
+    except Exception as e:  # anything half-written, foreign or hostile: one message naming the file
         raise ResultsError(f"{path} cannot be read ({type(e).__name__}: {e}); delete the task's results folder and "
                            f"run the same `hear-maeast eval` command again") from None
     return target.argmax(1).numpy(), prediction.argmax(1).numpy()
 
 
-def clip_hits(task_out: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """(targets, right-or-wrong) over every tested split of one task's results, in heareval's clip order; None
-    when the folder has no predictions (a fine-tuned row, a failed task)."""
+@dataclass(frozen=True)
+class ClipHits:
+    """One model's tested clips of one task: names (heareval's row order), target label index, right or wrong."""
+
+    names: list[str]
+    targets: np.ndarray  # [clips] int
+    right: np.ndarray  # [clips] bool
+
+
+def tested_clips(task_out: Path) -> dict[str, list[str]]:
+    """{split: its clip names in the order of heareval's predictions rows}, from the task files heareval copied
+    into `task_out`: heareval shuffles each split's clips with one random.Random(0), splits in metadata order
+    (heareval.embeddings.task_embeddings.memmap_embeddings); a shuffle depends on the list's length only."""
+    task_out = Path(task_out)
+    prng, order = random.Random(0), {}
+    try:
+        for split in task_splits(read_metadata(task_out), task_out / METADATA):
+            order[split] = list(read_split(task_out, split))
+            prng.shuffle(order[split])
+    except TaskError as e:
+        raise ResultsError(f"{e} (in a results folder: delete {task_out} and evaluate again)") from None
+    return order
+
+
+def clip_hits(task_out: Path) -> ClipHits | None:
+    """Every tested split of one task's results, pooled, in heareval's clip order; None when the folder has no
+    predictions (a fine-tuned row, a failed task). Each `<split>.predictions.pkl` is read against the task: its
+    rows must be that split's clips (`fold00|fold01`: both), its columns the task's labels."""
     files = sorted(Path(task_out).glob("*" + PREDICTIONS))
     if not files:
         return None
-    read = [read_predictions(f) for f in files]
-    targets = np.concatenate([t for t, _ in read])
-    return targets, np.concatenate([t == p for t, p in read])
+    order = tested_clips(task_out)
+    try:
+        labels = len(read_vocabulary(task_out))
+    except TaskError as e:
+        raise ResultsError(f"{e} (in a results folder: delete {task_out} and evaluate again)") from None
+    names, targets, right = [], [], []
+    for f in files:
+        splits = f.name[: -len(PREDICTIONS)].split("|")
+        if any(s not in order for s in splits):
+            raise ResultsError(f"{f}: {splits} are not splits of the task ({', '.join(order)}); delete {task_out} "
+                               "and evaluate again")
+        clips = [c for s in splits for c in order[s]]
+        target, predicted = read_predictions(f, (len(clips), labels))
+        names += clips
+        targets.append(target)
+        right.append(target == predicted)
+    return ClipHits(names, np.concatenate(targets), np.concatenate(right))
 
 
-def compare(mine: tuple[np.ndarray, np.ndarray], theirs: tuple[np.ndarray, np.ndarray], where: str) -> Paired:
-    """One model's clip_hits against the reference's on one task's pooled test clips (`where` names both folders)."""
-    if not np.array_equal(mine[0], theirs[0]):
+def compare(mine: ClipHits, theirs: ClipHits, where: str) -> Paired:
+    """One model's clip_hits against the reference's on one task's pooled test clips, paired by clip name
+    (`where` names both folders); refused unless both tested the same clips with the same targets."""
+    if sorted(mine.names) != sorted(theirs.names):
+        raise ResultsError(f"{where} list different test clips (their clip names differ): compare models scored on "
+                           f"the same task folder")
+    at = {name: i for i, name in enumerate(theirs.names)}
+    idx = np.array([at[name] for name in mine.names], dtype=np.int64)  # theirs, in my order
+    if not np.array_equal(mine.targets, theirs.targets[idx]):
         raise ResultsError(f"{where} list different test clips (their targets differ): compare models scored on the "
                            f"same task folder")
-    right, ref_right = mine[1], theirs[1]
+    right, ref_right = mine.right, theirs.right[idx]
     return Paired(int((right & ~ref_right).sum()), int((ref_right & ~right).sum()), len(right))
 
 
@@ -118,6 +194,10 @@ def paired_rows(tasks: list[str], models: list[ModelResults], facts: dict[str, T
     paired_tasks = [t for t in tasks if t in reference.scores and facts[t] is not None
                     and facts[t].metric in ACCURACY_METRICS]
     ref_hits = {t: clip_hits(reference.folder / t) for t in paired_tasks}  # read once, not once per row
+    if not any(h is not None for h in ref_hits.values()):
+        why = ("a fine-tuned row has no heareval predictions" if against.endswith(FINETUNED_SUFFIX) else
+               f"it has no {PREDICTIONS.lstrip('.')} for any accuracy task ({', '.join(paired_tasks) or 'none here'})")
+        raise BadInput(f"--against {against}: nothing to pair with: {why}; choose a model scored by `hear-maeast eval`")
     out = [[f"vs {against}", *tasks]]
     for m in models:
         if m.name == against:

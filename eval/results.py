@@ -58,9 +58,15 @@ def _unreadable(path: Path, why: str) -> ResultsError:
                         f"same `hear-maeast eval` command again, which scores that task again")
 
 
-def _number(path: Path, value) -> float:
+def _number(path: Path, value, what: str = "test score", low: float = 0.0, high: float = 1.0) -> float:
+    """A score read from `path`: a finite number in [low, high] (every HEAR primary metric is in [0, 1]); a NaN,
+    an Inf, a negative or an absurd value (a hand edit, a broken run) is refused, never shown or kept as a score."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _unreadable(path, f"expected a number, got {value!r}")
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ResultsError(f"{path} holds {what} {value!r}, not a score in [{low:g}, {high:g}]: it was edited or "
+                           "damaged; delete it and run the same `hear-maeast eval` command again, which scores that "
+                           "task again")
     return float(value)
 
 
@@ -70,7 +76,8 @@ def parse_scores(path: Path, scores) -> Score:
         raise _unreadable(path, "not a JSON object")
     if isinstance(scores.get("aggregated_scores"), dict):  # k-fold: mean and std over folds
         agg = scores["aggregated_scores"]
-        return Score(_number(path, agg.get("test_score_mean")), _number(path, agg.get("test_score_std")))
+        return Score(_number(path, agg.get("test_score_mean")),
+                     _number(path, agg.get("test_score_std"), "test_score_std"))
     folds = [v for v in scores.values() if isinstance(v, dict) and "test_score" in v]  # "test" or one fold
     if len(folds) == 1:
         return Score(_number(path, folds[0]["test_score"]))

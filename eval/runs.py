@@ -23,6 +23,8 @@ The rules, one each:
   embeds; `copy_task_files` makes them for fine-tuning). A task rebuilt under the same name is done again.
 - Task selection (`select_tasks`): every task of a tasks root, or those named by --task, checked before any work.
 - Names (`model_name`): a model's results folder is named by module, checkpoint stem and options.
+- Ownership (`open_run`): a folder holding files but no run.json is not ours and is never adopted; a run folder is
+  locked (`.lock`, pretrain's flock) by the process running in it.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import Callable
 
 from eval.taskdir import LABEL_VOCABULARY, METADATA, TaskError, check_task, find_tasks, task_splits
 from hear_maeast.errors import BadInput
-from hear_maeast.files import atomic_write
+from hear_maeast.files import LOCK_FILE, FolderLock, atomic_write
 from hear_maeast.provenance import file_sha256
 
 RUN = "run.json"
@@ -69,8 +71,10 @@ def read_run(model_dir: Path) -> dict | None:
     except ValueError as e:
         raise ResultsError(f"{path} cannot be read ({type(e).__name__}: {e}); delete {model_dir} and evaluate the "
                            f"model again") from e
-    if not isinstance(run, dict):
-        raise ResultsError(f"{path} must hold a JSON object; delete {model_dir} and evaluate the model again")
+    tasks = run.get("tasks", {}) if isinstance(run, dict) else None
+    if not (isinstance(tasks, dict) and all(isinstance(v, dict) for v in tasks.values())):
+        what = "a JSON object" if not isinstance(run, dict) else "`tasks` as an object of {task: record}"
+        raise ResultsError(f"{path} must hold {what}; delete {model_dir} and evaluate the model again")
     return run
 
 
@@ -102,9 +106,12 @@ def open_run(run_dir: Path, config: dict, replace_stale: bool = False,
     """Create or resume `run_dir` for the run `config` (its run.json, written here); returns the previous run's
     per-task records ({} when new).
 
-    Refuses (BadInput) a folder of the other protocol, and a stale one (`stale_reason`) unless `replace_stale`,
-    which deletes it first (it holds our run.json, so it is ours to delete)."""
+    Refuses (BadInput) a folder that is not ours (files, no run.json), one another process holds (its lock), one of
+    the other protocol, and a stale one (`stale_reason`) unless `replace_stale`, which empties it first (it holds our
+    run.json, so it is ours to delete)."""
     run_dir = Path(run_dir)
+    _refuse_foreign(run_dir)
+    _hold_lock(run_dir)
     previous = read_run(run_dir)
     if previous is not None and protocol(previous) != protocol(config):
         raise BadInput(f"{run_dir} holds {WHAT[protocol(previous)]}; give this run its own folder with --name or "
@@ -114,11 +121,36 @@ def open_run(run_dir: Path, config: dict, replace_stale: bool = False,
         if not replace_stale:
             raise BadInput(why)
         log(f"deleting the results in {run_dir}: they are not this model's (--replace-stale)")
-        shutil.rmtree(run_dir)
+        for child in run_dir.iterdir():  # all but the lock this process holds
+            if child.name != LOCK_FILE:
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
         previous = None
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / RUN, config)
     return (previous or {}).get("tasks") or {}
+
+
+def _refuse_foreign(run_dir: Path) -> None:
+    """A folder that holds files but no run.json was not made by `eval` or `finetune`: never adopted (its files
+    would be overwritten)."""
+    if not run_dir.is_dir() or (run_dir / RUN).is_file():
+        return
+    foreign = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_FILE)
+    if foreign:
+        raise BadInput(f"{run_dir} holds files ({', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}) but no "
+                       f"{RUN}: it is not a results folder of hear-maeast and is left untouched; choose another --name "
+                       "or --out")
+
+
+_HELD: dict[Path, FolderLock] = {}  # run folders this process holds, until it exits (the kernel then releases them)
+
+
+def _hold_lock(run_dir: Path) -> None:
+    """pretrain's lock (hear_maeast.files.FolderLock) on the run folder, for the rest of this process: a second
+    `eval` or `finetune` on the same folder stops with the holder's pid instead of interleaving writes."""
+    key = run_dir.resolve()
+    if key not in _HELD:
+        _HELD[key] = FolderLock(run_dir, "--out").acquire()
 
 
 # ---------------------------------------------------------------------------------------------- the model
@@ -160,7 +192,8 @@ def select_tasks(tasks_dir: Path, only: tuple[str, ...] = (), sample_rate: int |
     tasks = find_tasks(Path(tasks_dir))
     missing = set(only) - {t.name for t in tasks}
     if missing:
-        raise BadInput(f"--task {sorted(missing)}: no such task folder in {tasks_dir}; it has {[t.name for t in tasks]}")
+        raise BadInput(f"--task {sorted(missing)}: no such task folder in {tasks_dir}; "
+                       f"it has {[t.name for t in tasks]}")
     tasks = [t for t in tasks if not only or t.name in only]
     for task in tasks:
         check_task(task, sample_rate)

@@ -127,8 +127,14 @@ def table_rows(tasks: list[str], models: list[ModelResults], facts: dict[str, Ta
     return out
 
 
+def md_cell(text: str) -> str:
+    """One Markdown table cell of any text: a name holding `|` or a newline (from --name, run.json, a folder) stays
+    in its cell instead of forging columns or rows."""
+    return " ".join(str(text).replace("\\", "\\\\").replace("|", "\\|").split())
+
+
 def to_markdown(table: list[list[str]]) -> str:
-    header, *body = table
+    header, *body = [[md_cell(cell) for cell in row] for row in table]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in body]
     return "\n".join(lines) + "\n"
@@ -191,10 +197,10 @@ def paired_markdown(tasks: list[str], models: list[ModelResults], facts: dict[st
         if against + suffix in names and len(group) > 1:
             table += paired_rows(tasks, group, facts, against + suffix)[1:]
             paired_probes.append(f"`{against + suffix}`")
-    note = paired_note(against)
+    note = paired_note(md_cell(against))
     if paired_probes:
-        note += (f" Rows of a probe (`-linear`, `-knn`, `-mlp`) are paired with that probe's row of {against} "
-                 f"({', '.join(paired_probes)}) instead.")
+        note += (f" Rows of a probe (`-linear`, `-knn`, `-mlp`) are paired with that probe's row of "
+                 f"{md_cell(against)} ({', '.join(md_cell(p) for p in paired_probes)}) instead.")
     return to_markdown(table) + "\n" + note + "\n"
 
 

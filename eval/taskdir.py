@@ -17,6 +17,8 @@ each goes through `plain_name` / `child_path` first, and a file that cannot be d
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shutil
 import tarfile
@@ -25,6 +27,8 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from hear_maeast import audio as hear_audio
 from hear_maeast.errors import BadInput, HearMaeastError, WorkFailed
@@ -144,14 +148,98 @@ def read_split(task_dir: Path, split: str) -> dict:
 
 
 def read_vocabulary(task_dir: Path) -> list[str]:
-    """The labels of `labelvocabulary.csv` (header `idx,label`), in index order."""
+    """The labels of `labelvocabulary.csv` (header `idx,label`, read as CSV, quoted labels too, as heareval reads
+    it), in index order. The one reader of vocabularies: every idx an integer, 0..n-1 each once, every label once;
+    anything else (one idx for two labels would score a broken label map) is a TaskError naming the file."""
     path = Path(task_dir) / LABEL_VOCABULARY
     if not path.is_file():
         raise TaskError(f"{task_dir} is not a complete HEAR task: {LABEL_VOCABULARY} is missing")
-    lines = read_text(path).splitlines()
-    if lines[:1] != ["idx,label"]:
-        raise TaskError(f"{path} must start with the header `idx,label`, got {lines[:1]}")
-    return [line.split(",", 1)[-1] for line in lines[1:] if line.strip()]
+    text = read_text(path)
+    if text.splitlines()[:1] != ["idx,label"]:
+        raise TaskError(f"{path} must start with the header `idx,label`, got {text.splitlines()[:1]}")
+    labels: dict[int, str] = {}
+    for line, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2):
+        idx, label = (row.get("idx") or "").strip(), row.get("label")
+        problem = ("its idx is not an integer" if not idx.lstrip("-").isdigit() else
+                   f"idx {idx} is given to two labels ({labels.get(int(idx))!r} and {label!r})" if int(idx) in labels else
+                   f"label {label!r} has two idx" if label in labels.values() else "")
+        if problem or label is None:
+            raise TaskError(f"{path} line {line} ({','.join(str(v) for v in row.values())}): {problem or 'no label'}; "
+                            "each label needs its own idx, 0 to n-1: fix the file or rebuild the task")
+        labels[int(idx)] = label
+    if sorted(labels) != list(range(len(labels))):
+        raise TaskError(f"{path}: idx {sorted(labels)[:10]} are not 0 to {len(labels) - 1} each once; fix the file or "
+                        "rebuild the task")
+    return [labels[i] for i in range(len(labels))]
+
+
+def label_indices(task_dir: Path) -> dict[str, int]:
+    """`labelvocabulary.csv` as {label: idx} (see read_vocabulary)."""
+    return {label: i for i, label in enumerate(read_vocabulary(task_dir))}
+
+
+@dataclass
+class SceneClips:
+    """The clips of one or more splits of a scene task at one sample rate: files, the label indices of each clip,
+    lengths in samples, and the size of the vocabulary."""
+
+    files: list[Path]
+    labels: list[list[int]]
+    samples: list[int]
+    n_labels: int
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+def scene_clips(task_dir: Path, splits: list[str], label_to_idx: dict[str, int], sample_rate: int) -> SceneClips:
+    """The clips of the splits `splits` of a scene task, in `<sample_rate>/<split>/`; a TaskError for a label not in
+    the vocabulary, audio at another rate, a clip of 0 samples, or no clips at all."""
+    task_dir = Path(task_dir)
+    files, labels, samples = [], [], []
+    for split in splits:
+        for file, clip_labels in read_split(task_dir, split).items():
+            unknown = [label for label in clip_labels if str(label) not in label_to_idx]
+            if unknown:
+                raise TaskError(f"{task_dir.name}/{split}.json: {file} has labels {unknown} that are not in "
+                                f"{LABEL_VOCABULARY}")
+            path = task_dir / str(sample_rate) / split / file
+            info = audio_info(path)
+            if info.samplerate != sample_rate:
+                raise TaskError(f"{path} is at {info.samplerate} Hz, in the {sample_rate} Hz folder of the task")
+            if info.frames == 0:  # a crop of it is empty, and a mean over it divides by zero
+                raise _audio_error(BadInput(f"{path}: the file holds no audio (0 samples)"))
+            files.append(path)
+            labels.append([label_to_idx[str(label)] for label in clip_labels])
+            samples.append(info.frames)
+    if not files:
+        raise TaskError(f"{task_dir.name}: the split(s) {splits} hold no clips")
+    return SceneClips(files, labels, samples, len(label_to_idx))
+
+
+def read_clip(path: Path, start: int = 0, stop: int | None = None):
+    """Samples [start, stop) of a task's clip as float32 mono [n] (hear_maeast.audio.read_mono, no resampling); a
+    TaskError naming the file when it cannot be decoded."""
+    try:
+        return hear_audio.read_mono(path, start, stop)[0]
+    except BadInput as e:
+        raise _audio_error(e) from e
+
+
+BATCH_SAMPLES = 32 * 10 * 16000  # audio samples read at once by clip_batches: 20 MB of float32, whatever the length
+
+
+def clip_batches(clips: SceneClips, batch_size: int, max_samples: int = BATCH_SAMPLES):
+    """Whole clips batched by equal length, at most `batch_size` clips and `max_samples` samples at once (long clips
+    go a few at a time): yields (clip indices, audio float32 [B, n])."""
+    by_length: dict[int, list[int]] = {}
+    for i, n in enumerate(clips.samples):
+        by_length.setdefault(n, []).append(i)
+    for n, idx in by_length.items():
+        per_batch = max(1, min(batch_size, max_samples // n))
+        for b in range(0, len(idx), per_batch):
+            batch = idx[b : b + per_batch]
+            yield batch, np.stack([read_clip(clips.files[i]) for i in batch])
 
 
 def sample_rates(task_dir: Path) -> list[int]:

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from hear_maeast.checkpoint import CheckpointNotFound
 from hear_maeast.errors import BadInput, WorkFailed
 from hear_maeast.loading import load_any
-from hear_maeast.model import MAX_BATCH, MaskedAutoencoder, pool_scene, tokens_to_columns
+from hear_maeast.model import ALL_LAYERS, MAX_BATCH, MaskedAutoencoder, pool_scene, tokens_to_columns
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default.safetensors"
 MODEL_OPTIONS = ("layer", "norm_stats", "device", "max_batch", "trust_pickle", "input_frames", "patch_size")
@@ -142,6 +142,22 @@ def _above(value: float, limit: float) -> str:
     return next((text for digits in range(6, 18) if float(text := f"{value:.{digits}g}") > limit), repr(value))
 
 
+def tail_rule(cfg, n_frames: int) -> tuple[int, int]:
+    """The tail and padding rule of a clip of `n_frames` frames (n_frames >= 1): (span, n_cols). The encoder sees the
+    frames zero-padded (zeros = the normalised mean) or cut to `span`; its first `n_cols` columns are the clip's.
+
+    MSM-MAE (fixed grid): padded to whole chunks, as the official runtime pads; the columns made only of padding
+    left out. MAE-AST (1-D positions): whole tokens only, the partial last one dropped as the official model's
+    nn.Unfold does; a clip shorter than one token padded to one. docs/design.md, "The MAE-AST tail". Fine-tuning
+    (eval/finetune.py) pools its training crops by the same rule.
+    """
+    pw = cfg.patch_size[1]
+    if cfg.fixed_length:
+        return math.ceil(n_frames / cfg.input_frames) * cfg.input_frames, max(1, math.ceil(n_frames / pw))
+    n_cols = max(1, n_frames // pw)
+    return n_cols * pw, n_cols
+
+
 @torch.no_grad()
 def encode_columns(model: MaskedAutoencoder, spec: torch.Tensor) -> torch.Tensor:
     """Chunked encoding: spec [M, F, T] (T a multiple of the patch width) -> columns [M, T / pw, F_grid * D]."""
@@ -170,7 +186,7 @@ def _padded_passes(model: MaskedAutoencoder, spec: torch.Tensor, shifts: int, le
     """
     cfg = model.cfg
     step = cfg.patch_size[1] // shifts
-    span = math.ceil(length / cfg.input_frames) * cfg.input_frames  # 2-D positions need whole chunks
+    span, _ = tail_rule(cfg, length)  # 2-D positions need whole chunks
     padded = F.pad(spec, (0, span + (shifts - 1) * step - spec.shape[-1]))  # zeros = the normalised mean
     views = torch.stack([padded[..., s * step : s * step + span] for s in range(shifts)], dim=1)  # [B, S, F, span]
     cols = encode_columns(model, views.flatten(0, 1))  # [B*S, span/pw, Dc]
@@ -189,7 +205,8 @@ def _whole_token_passes(model: MaskedAutoencoder, spec: torch.Tensor, shifts: in
     step = pw // shifts
     counts = [max(0, min(-(-length // pw), (spec.shape[-1] - s * step) // pw)) for s in range(shifts)]  # non-increasing
     # float32: under autocast the front end gives bf16/fp16 `spec` while the encoder's last norm gives float32
-    cols = spec.new_zeros(spec.shape[0], shifts, counts[0], model.cfg.timestamp_embedding_size, dtype=torch.float32)
+    width = model.cfg.timestamp_embedding_size * (model.cfg.depth if model.layer == ALL_LAYERS else 1)
+    cols = spec.new_zeros(spec.shape[0], shifts, counts[0], width, dtype=torch.float32)  # [B, S, n_0, Dc]
     for n in sorted(set(counts) - {0}):  # at most two lengths: passes ending before the last hop have one column less
         group = [s for s in range(shifts) if counts[s] == n]
         views = torch.stack([spec[..., s * step : s * step + n * pw] for s in group], dim=1)  # [B, Sg, F, n * pw]
@@ -206,7 +223,7 @@ def _columns(model: MaskedAutoencoder, audio: torch.Tensor, shifts: int) -> torc
     step = pw // shifts
     n_frames = model.frontend.num_frames(audio.shape[1])
     if not cfg.fixed_length and n_frames < pw:  # shorter than one token: the official model gives none, we give one
-        return encode_columns(model, F.pad(model.frontend(audio), (0, pw - n_frames)))  # [B, 1, Dc], zeros = the mean
+        return encode_columns(model, F.pad(model.frontend(audio), (0, tail_rule(cfg, n_frames)[0] - n_frames)))
     passes = _padded_passes if cfg.fixed_length else _whole_token_passes
     seg = cfg.input_frames * SEGMENT_CHUNKS  # a whole number of chunks: segments split where chunks split
     parts = []
@@ -266,6 +283,29 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: MaskedAutoencoder):
     return emb.float().contiguous(), ts.contiguous()
 
 
+def _scene_columns(model: MaskedAutoencoder, audio: torch.Tensor) -> torch.Tensor:
+    """audio [n, N] (checked) -> the unshifted columns the scene embedding pools [n, C, Fg*D'] (D' = D, or depth*D
+    with model.layer ALL_LAYERS); MAE-AST: the official model's tokens, the partial last one dropped."""
+    _, n_cols = tail_rule(model.cfg, model.frontend.num_frames(audio.shape[1]))
+    return _finite(_columns(model, audio, 1)[:, :n_cols], model)
+
+
+@torch.no_grad()
+def get_layer_states(audio: torch.Tensor, model: MaskedAutoencoder) -> list[torch.Tensor]:
+    """audio [n_sounds, n_samples] -> [depth x [n, C, Fg*D]]: every encoder block's output, one column every patch
+    width (pw * 10 ms), the columns the scene embedding pools; entry l-1 is what `load_model(layer=l)` embeds.
+    For harnesses that weigh the layers themselves (hear_maeast.adapters.s3prl). Same input rules."""
+    audio = _check(audio, model)
+    cfg, layer = model.cfg, model.layer
+    model.layer = ALL_LAYERS
+    try:
+        cols = _scene_columns(model, audio)  # [n, C, Fg * depth * D]
+    finally:
+        model.layer = layer
+    per_layer = cols.unflatten(-1, (cfg.grid[0], cfg.depth, cfg.dim)).float()  # [n, C, Fg, depth, D]
+    return [per_layer[..., i, :].flatten(-2) for i in range(cfg.depth)]
+
+
 @torch.no_grad()
 def get_scene_embeddings(audio: torch.Tensor, model: MaskedAutoencoder) -> torch.Tensor:
     """audio [n_sounds, n_samples] -> [n, scene_embedding_size] float32: the mean over time of the encoder outputs.
@@ -275,7 +315,4 @@ def get_scene_embeddings(audio: torch.Tensor, model: MaskedAutoencoder) -> torch
     its nn.Unfold does). Same input rules as `get_timestamp_embeddings`.
     """
     audio = _check(audio, model)
-    cfg = model.cfg
-    n_cols = max(1, math.ceil(model.frontend.num_frames(audio.shape[1]) / cfg.patch_size[1]))  # MAE-AST: fewer
-    cols = _finite(_columns(model, audio, 1)[:, :n_cols], model)  # [n, C, Fg*D]
-    return pool_scene(cols, cfg).float()
+    return pool_scene(_scene_columns(model, audio), model.cfg).float()  # [n, C, Fg*D] -> [n, D_scene]

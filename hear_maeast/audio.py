@@ -12,21 +12,22 @@ benchmarks/results/resample.json.
 from __future__ import annotations
 
 import os
-import stat
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import TYPE_CHECKING, Iterator, NamedTuple
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 from hear_maeast.errors import BadInput
+from hear_maeast.files import open_regular
 from hear_maeast.timing import SAMPLE_RATE
 
+if TYPE_CHECKING:
+    import torch
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
-_KINDS = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
 
 
 class AudioInfo(NamedTuple):
@@ -34,24 +35,6 @@ class AudioInfo(NamedTuple):
     samplerate: int
     channels: int
     subtype: str
-
-
-def open_regular(path) -> int:
-    """A read-only descriptor of `path` once it is known to be a regular file (after symlinks), else BadInput naming
-    it. Opened non-blocking and checked with fstat before a byte is read: a named pipe `x.wav` would block a reader
-    forever, a link to /dev/zero would never end, and checking after the open leaves no window to swap the file."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as e:
-        raise BadInput(f"{path}: cannot open ({e.strerror}); expected a readable audio file") from None
-    mode = os.fstat(fd).st_mode
-    if stat.S_ISREG(mode):
-        os.set_blocking(fd, True)
-        return fd
-    os.close(fd)
-    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
-    raise BadInput(f"{path} is {kind}, not a regular file; only regular audio files are read (replace it or "
-                   "remove it)")
 
 
 @contextmanager
@@ -89,14 +72,20 @@ def read_audio(path, start: int = 0, stop: int | None = None) -> tuple[np.ndarra
             raise BadInput(f"{path}: cannot decode audio ({e}); expected a wav, flac or ogg file") from e
 
 
-def load_audio(path, sample_rate: int = SAMPLE_RATE) -> "torch.Tensor":
+def read_mono(path, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, int]:
+    """Samples [start, stop) of an audio file at its own rate, channels averaged: (float32 [n], sample rate);
+    BadInput naming the file when it cannot be read (see read_audio)."""
+    data, sr = read_audio(path, start, stop)  # [N, C]
+    return np.ascontiguousarray(data.mean(axis=1)), sr  # [N]
+
+
+def load_audio(path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """Decode `path` to float32 mono at `sample_rate`: [n_samples]. Raises BadInput (a ValueError) naming the file."""
     import torch  # here only: the task commands read audio through this module without torch
 
-    data, sr = read_audio(path)  # [N, C]
-    if len(data) == 0:
+    mono, sr = read_mono(path)  # [N]
+    if len(mono) == 0:
         raise BadInput(f"{path}: the file holds no audio (0 samples); remove it or record something")
-    mono = np.ascontiguousarray(data.mean(axis=1))  # [N]
     return torch.from_numpy(resample(mono, sr, sample_rate) if sr != sample_rate else mono)
 
 

@@ -27,6 +27,7 @@ SUBCOMMANDS = {
     "presets": "hear_maeast.cli:presets",
     "embed": "hear_maeast.cli:embed",
     "convert": "hear_maeast.cli:convert",
+    "export": "hear_maeast.cli:export",
     "pretrain": "pretrain.cli:pretrain",
     "features": "pretrain.cli:features",
     "reconstruct": "pretrain.cli:reconstruct",
@@ -195,6 +196,24 @@ def convert(src: Path, dst: Path, trust_pickle: bool, input_frames: int | None, 
                f"{cfg.hop_ms:g} ms)")
     if "licence" in provenance:
         click.echo(f"licence: {provenance['licence']}")
+
+
+# ---- export ------------------------------------------------------------------------------------------
+@click.command()
+@click.argument("ckpt", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--onnx", "onnx_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Output .onnx file: the per-chunk encoder (docs/harnesses.md, \"ONNX\").")
+@click.option("--layer", type=int, default=-1, show_default=True, help="Encoder block to export (1-based; -1 = last).")
+def export(ckpt: Path, onnx_path: Path, layer: int):
+    """Export checkpoint CKPT's per-chunk encoder to ONNX (needs `pip install 'hear_maeast[onnx]'`)."""
+    import hear_maeast
+    from hear_maeast.adapters.onnx import export_onnx
+
+    model = hear_maeast.load_model(str(ckpt), layer=layer)
+    export_onnx(model, onnx_path)
+    cfg = model.cfg
+    click.echo(f"wrote {onnx_path}: {cfg.name} layer {layer}, spec [batch, {cfg.n_mels}, "
+               f"{cfg.input_frames if cfg.fixed_length else 'frames'}] -> tokens [batch, tokens, {cfg.dim}]")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,8 @@ def describe(e: BaseException) -> tuple[str, int]:
     if isinstance(e, OSError):
         where = " ".join(str(f) for f in (e.filename, e.filename2) if f)
         what = e.strerror or str(e)
-        hint = " (free some space or choose another output folder)" if e.errno in (28, 122) else ""
+        hint = (" (free some space or choose another output folder)" if e.errno in (28, 122) else
+                " (choose a writable output folder)" if e.errno in (1, 13, 30) else "")  # EPERM, EACCES, EROFS
         return f"{what}{': ' + where if where else ''}{hint}", 1
     return (f"internal error: {type(e).__name__}: {e} (run again with --debug for the traceback, and please report "
             "it)"), 1

@@ -18,6 +18,7 @@ from hear_maeast.errors import BadInput
 from hear_maeast.timing import SAMPLE_RATE
 
 MAX_BATCH = 64  # encoder sequences per forward pass when the HEAR API chunks long audio
+ALL_LAYERS = 0  # `layer` value for every block's output at once, concatenated along the width (hear_maeast.adapters)
 
 
 # ---- positions ---------------------------------------------------------------------------------
@@ -169,14 +170,20 @@ class Transformer(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=eps)
 
     def forward(self, x: torch.Tensor, layer: int = -1) -> torch.Tensor:
-        """[B, L, D] -> [B, L, D], the output of block `layer` (1-based; -1 = last, with the final norm)."""
+        """[B, L, D] -> [B, L, D], the output of block `layer` (1-based; -1 = last, with the final norm);
+        layer ALL_LAYERS: [B, L, depth * D], the outputs of blocks 1..depth side by side (each as `layer=l`)."""
         depth = len(self.blocks)
-        stop = depth if layer in (-1, depth) else layer
+        stop = depth if layer in (-1, depth, ALL_LAYERS) else layer
         if not self.prenorm:
             x = self.norm(x)
+        states = []  # kept only for ALL_LAYERS: otherwise each block's output is freed as the next one runs
         for blk in self.blocks[:stop]:
             x = blk(x)
-        return self.norm(x) if self.prenorm and stop == depth else x
+            states += [x] if layer == ALL_LAYERS else []
+        if self.prenorm and stop == depth:
+            x = self.norm(x)
+            states[-1:] = [x] if states else []
+        return torch.cat(states, dim=-1) if layer == ALL_LAYERS else x
 
 
 # ---- the model ---------------------------------------------------------------------------------

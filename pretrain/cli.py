@@ -10,6 +10,7 @@ import click
 
 from hear_maeast.config import PRESETS
 from hear_maeast.errors import BadInput, Command
+from pretrain.recipes import COMPILE_MIN_STEPS, CPU_BATCH, defaults
 
 SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 
@@ -42,20 +43,20 @@ DATA_HELP = ("A `hear-maeast features` store; a folder of MSM-MAE/M2D log-mel .n
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder: model.safetensors, train_state.pt, log.csv (locked while in use).")
 @click.option("--steps", type=click.IntRange(min=0), help="Total optimiser updates (0: write the initialised model with the data's stats).")
 @click.option("--epochs", type=click.FloatRange(min=0), help="Total passes over the data (instead of --steps).")
-@click.option("--batch-size", default=32, type=click.IntRange(min=1), help="Clips per process per micro-batch.")
+@click.option("--batch-size", type=click.IntRange(min=1), help=f"Clips per process per micro-batch [default: {CPU_BATCH} on CPU; on CUDA {defaults('cuda_batch')}].")
 @click.option("--accum-steps", default=1, type=click.IntRange(min=1), help="Micro-batches per update (gradient accumulation).")
 @click.option("--seed", default=0, type=int)
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available).")
 @click.option("--precision", default="fp32", type=click.Choice(["fp32", "bf16", "fp16"]), help="Autocast dtype (fp16 uses a GradScaler; on CPU use fp32 or bf16, fp16 is ~20x slower there).")
-@click.option("--compile", is_flag=True, help="torch.compile the model (minutes of compilation first; for long GPU runs).")
+@click.option("--compile/--no-compile", default=None, help=f"torch.compile the training step (about a minute of compilation first) [default: on for CUDA runs of >= {COMPILE_MIN_STEPS:,} steps, off otherwise].")
 @click.option("--num-workers", type=click.IntRange(min=0), help="Loader processes per training process, reading, cropping and masking batches (0: in the training process) [default: min(8, cores per process - 1)].")
 @click.option("--prefetch", default=4, type=click.IntRange(min=1), help="Micro-batches each loader worker prepares ahead.")
 @click.option("--norm-stats", nargs=2, type=float, help="MEAN STD of the features [default: the store's, else from up to 10,000 clips].")
-@click.option("--lr", type=float, help="Peak learning rate [default: MSM-MAE 1.5e-4 x global batch / 128; MAE-AST 1e-4].")
-@click.option("--weight-decay", type=float, help="[default: MSM-MAE 0.05, not on biases/norms/tokens; MAE-AST 0.01]")
-@click.option("--clip-grad", type=float, help="Gradient norm clip, 0 = off [default: MSM-MAE off; MAE-AST 10].")
-@click.option("--schedule", type=click.Choice(["cosine", "poly", "constant"]), help="After warm-up [default: MSM-MAE cosine; MAE-AST poly].")
-@click.option("--warmup-steps", type=click.IntRange(min=0), help="Linear warm-up updates [default: 10% (MSM-MAE) / 8% (MAE-AST) of the total].")
+@click.option("--lr", type=float, help=f"Peak learning rate [default: {defaults('lr')}].")
+@click.option("--weight-decay", type=float, help=f"[default: {defaults('weight_decay')}]")
+@click.option("--clip-grad", type=float, help=f"Gradient norm clip, 0 = off [default: {defaults('clip_grad')}].")
+@click.option("--schedule", type=click.Choice(["cosine", "poly", "constant"]), help=f"After warm-up [default: {defaults('schedule')}].")
+@click.option("--warmup-steps", type=click.IntRange(min=0), help=f"Linear warm-up updates [default: {defaults('warmup_frac')}].")
 @click.option("--warmup-epochs", type=click.FloatRange(min=0), help="Warm-up in epochs (instead of --warmup-steps).")
 @click.option("--mask-ratio", type=click.FloatRange(0, 1, max_open=True), help="[default: the preset's, 0.75; it must mask at least one token]")
 @click.option("--mask-kind", type=click.Choice(["random", "chunk"]), help="[default: the preset's]")

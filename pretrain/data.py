@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hear_maeast.audio import AUDIO_EXTENSIONS, load_audio, open_regular
+from hear_maeast.audio import AUDIO_EXTENSIONS, load_audio
 from hear_maeast.config import norm_stats_problem
 from hear_maeast.errors import BadInput
+from hear_maeast.files import open_regular
 
 STORE_FORMAT = "hear_maeast-features/1"
 MANIFEST, CLIPS, SHARDS = "manifest.json", "clips.csv", "shards"

@@ -29,14 +29,14 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from hear_maeast import __version__
-from hear_maeast.files import atomic_write
+from hear_maeast.files import FolderLock, atomic_write
 from hear_maeast.errors import BadInput
 from hear_maeast.provenance import git_commit
 from hear_maeast.timing import HOP, SAMPLE_RATE
 from pretrain.data import (CLIP_COLUMNS, CLIPS, MANIFEST, SHARDS, STORE_FORMAT, AudioFiles, Paths,
                            UnreadableManifest, list_file, open_source, read_manifest, read_store)
 from pretrain.loader import identity, clip_sums, mean_std, stats_sample
-from pretrain.runfolder import FolderLock, clear_temporaries
+from pretrain.runfolder import clear_temporaries
 
 SOURCES, SKIPPED = "sources.txt", "skipped.txt"
 SHARD_BYTES = 2**30

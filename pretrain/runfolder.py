@@ -1,4 +1,5 @@
-"""One folder per run (or feature store), owned by one process at a time: the lock, the training state, the log.
+"""One folder per run (or feature store), owned by one process at a time: the training state, the log; the lock
+(hear_maeast.files.FolderLock, shared with `eval` and `finetune`).
 
 The lock is `flock` on FOLDER/.lock, taken without waiting: a second `pretrain` (or `--resume`, or `features`) on a
 folder in use stops with a message naming the holder's pid and host, instead of interleaving the log or killing the
@@ -12,52 +13,12 @@ mounts without `-o flock`), the run says so and continues unlocked, and keeping 
 from __future__ import annotations
 
 import csv
-import errno
-import fcntl
-import os
-import socket
-import sys
-import time
 from pathlib import Path
 
 import torch
 
-from hear_maeast.files import atomic_write
 from hear_maeast.errors import BadInput
-
-LOCK_FILE = ".lock"
-
-
-class FolderLock:
-    """An exclusive, non-blocking flock on FOLDER/.lock, held until `release()` or the process's death."""
-
-    def __init__(self, folder: Path, option: str = "--out"):
-        self.folder, self.option, self.fd = Path(folder), option, None
-
-    def acquire(self) -> "FolderLock":
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise BadInput(f"{self.option} {self.folder} is in use by another process ({holder}); wait for it to "
-                               f"finish or stop it, or choose another {self.option}") from None
-            print(f"warning: cannot lock {self.folder / LOCK_FILE} ({e.strerror}; the file system does not support "
-                  "locks): make sure no other process uses this folder", file=sys.stderr, flush=True)
-            return self
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
-        self.fd = fd
-        return self
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing the descriptor releases the lock; the file stays (harmless, hidden)
-            self.fd = None
-
+from hear_maeast.files import atomic_write
 
 def clear_temporaries(folder: Path) -> None:
     """Remove .NAME.*.tmp files left by a process killed mid-write (never loadable under the real name)."""

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -34,23 +34,18 @@ from hear_maeast import __version__
 from hear_maeast.checkpoint import save_checkpoint
 from hear_maeast.config import ModelConfig, get_preset
 from hear_maeast.errors import BadInput, WorkFailed
+from hear_maeast.files import FolderLock
 from hear_maeast.masking import num_masked
 from hear_maeast.model import MaskedAutoencoder
 from hear_maeast.optim import decay_groups, lr_at
 from hear_maeast.provenance import git_commit
 from pretrain.data import FeatureStore, Source, open_source
 from pretrain.loader import MicroBatches, Plan, clip_sums, loader, mean_std, stats_sample
-from pretrain.losses import pretrain_loss
-from pretrain.runfolder import FolderLock, clear_temporaries, load_state, open_log, save_state
+from pretrain.recipes import CPU_BATCH, RECIPES
+from pretrain.runfolder import clear_temporaries, load_state, open_log, save_state
+from pretrain.step import compile_by_default, compiled, mae_loss, mark_step
 
 MODEL_FILE, STATE_FILE, LOG_FILE, TENSORBOARD = "model.safetensors", "train_state.pt", "log.csv", "tensorboard"
-# The papers' recipes (docs/design.md, "Pretraining"). MAE-AST's fairseq Adam decays weights decoupled, i.e. AdamW.
-RECIPES = {
-    "msm-mae": dict(betas=(0.9, 0.95), eps=1e-8, weight_decay=0.05, lr=1.5e-4, lr_per_batch=128,
-                    schedule="cosine", warmup_frac=0.1, clip_grad=0.0, no_decay_on_1d=True),
-    "mae-ast": dict(betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, lr=1e-4, lr_per_batch=None,
-                    schedule="poly", warmup_frac=0.08, clip_grad=10.0, no_decay_on_1d=False),
-}
 
 
 @dataclass
@@ -60,7 +55,7 @@ class TrainConfig:
     out: str
     steps: int | None = None  # total optimiser updates (or --epochs)
     epochs: float | None = None
-    batch_size: int = 32  # per process, as in MAE
+    batch_size: int | None = None  # per process, as in MAE; None: `default_batch_size`
     accum_steps: int = 1
     seed: int = 0
     device: str | None = None
@@ -80,7 +75,7 @@ class TrainConfig:
     norm_pix_loss: bool | None = None
     save_every: int = 1000
     log_every: int = 20  # losses are read back from the device (one sync) every this many updates
-    compile: bool = False  # torch.compile the model
+    compile: bool | None = None  # torch.compile the step; None: on CUDA for runs of >= COMPILE_MIN_STEPS updates
     tensorboard: bool = False
     prefetch: int = 4  # micro-batches each loader worker prepares ahead
     resume: bool = False
@@ -129,6 +124,11 @@ def check_options(tc: TrainConfig) -> None:
         raise BadInput(f"--precision {tc.precision!r}: expected fp32, bf16 or fp16")
     if (tc.steps is None) == (tc.epochs is None):
         raise BadInput("give exactly one of --steps N or --epochs N")
+
+
+def default_batch_size(cfg: ModelConfig, device: torch.device) -> int:
+    """Clips per process when --batch-size is not given: the recipe's CUDA batch on a GPU (pretrain/recipes.py)."""
+    return RECIPES[cfg.family]["cuda_batch"] if device.type == "cuda" else CPU_BATCH
 
 
 @dataclass
@@ -216,6 +216,7 @@ class Run:
     bad: dict = field(default_factory=dict)  # unreadable clip -> why: reported once each; all ranks' at each save
     batches: object = None
     provenance: dict = field(default_factory=dict)
+    loss_fn: object = mae_loss  # pretrain.step.mae_loss, or it under torch.compile (`compile_step`)
 
     def say(self, *a) -> None:
         if self.rank == 0:
@@ -346,16 +347,17 @@ def setup(tc: TrainConfig) -> Run:
     rank, world, device = setup_distributed(tc.device)
     lock = None
     try:
+        if tc.batch_size is None:
+            tc = replace(tc, batch_size=default_batch_size(cfg, device))
         source = open_data(tc, cfg, world)
         lock = claim_folder(tc, rank, world, device)
         sched = Schedule.plan(tc, RECIPES[cfg.family], len(source), world)
         model, optimizer, scaler = build_model(tc, cfg, sched, device)
         run = Run(tc, cfg, rank, world, device, Path(tc.out), lock, source, sched, model, model, optimizer, scaler)
         resume_from(run) if tc.resume else set_norm_stats(run)
-        if tc.compile:
-            model.compile()  # in place: state_dict keys unchanged
         if world > 1:
             run.ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=cfg.objective == "discriminative")
+        compile_step(run)
         run.provenance = provenance(run)
         describe(run)
         start_batches(run)
@@ -364,6 +366,15 @@ def setup(tc: TrainConfig) -> Run:
         lock and lock.release()
         teardown(world, ok=False)
         raise
+
+
+def compile_step(run: Run) -> None:
+    """The step's forward + loss under torch.compile (pretrain/step.py) when --compile, or by default on CUDA for runs
+    of at least COMPILE_MIN_STEPS updates; the model itself stays as it is (state_dict keys unchanged)."""
+    on = run.tc.compile if run.tc.compile is not None else compile_by_default(run.device, run.sched.total)
+    run.tc = replace(run.tc, compile=on)
+    if on:
+        run.loss_fn = compiled(mae_loss, run.device, graphs=run.world == 1 and run.tc.accum_steps == 1)
 
 
 def provenance(run: Run) -> dict:
@@ -398,19 +409,15 @@ def train_step(run: Run) -> tuple[float, dict[str, torch.Tensor]]:
     lr = lr_at(run.step, sched.total, sched.warmup, sched.peak, sched.kind)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
-    autocast = torch.autocast(dev.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.precision),
-                              enabled=tc.precision != "fp32")
     for micro in range(tc.accum_steps):
         batch = next(run.batches)
         run.note_bad(batch["bad"])
-        spec = batch["spec"].to(dev, non_blocking=True).float()  # [B, F, T], NaN where padded
-        spec = torch.nan_to_num(run.model.frontend.normalize(spec), nan=0.0)  # padding = the normalised mean
+        spec = batch["spec"].to(dev, non_blocking=True)  # [B, F, T] as stored (float16 / float32), NaN where padded
         keep, mask = batch["keep"].to(dev, non_blocking=True), batch["mask"].to(dev, non_blocking=True)  # [B, Nv], [B, N]
         sync = nullcontext() if run.world == 1 or micro == tc.accum_steps - 1 else run.ddp.no_sync()
         with sync:
-            with autocast:
-                out = run.ddp(spec, keep)  # {"target", "recon", ("logits_proj")}: [B, N, P]
-            parts = pretrain_loss(out, mask, cfg.objective, cfg.norm_pix_loss, n_masked=mask.shape[1] - keep.shape[1])
+            mark_step()
+            parts = run.loss_fn(run.ddp, spec, keep, mask, tc.precision, run.model.frontend)  # normalise, forward, loss
             run.scaler.scale(parts["loss"] / tc.accum_steps).backward()
     if sched.clip > 0:
         run.scaler.unscale_(run.optimizer)

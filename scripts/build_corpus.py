@@ -24,7 +24,7 @@ idempotent: existing files are skipped and a re-run only fills in what is missin
              sweeps, engine-like harmonic hum, bird-like FM chirps, bubbles, mixtures.
 
 * real    -- recordings from pinned Debian packages (REAL_SOURCES), fetched and unpacked into
-             --debian-cache by hear_maeast.debian, decoded and resampled to 16 kHz mono by
+             --debian-cache by eval.debian, decoded and resampled to 16 kHz mono by
              hear_maeast.audio, cut into consecutive 6 s clips (a last piece of >= 0.5 s kept,
              silent pieces dropped), at their recorded level. Each file is kept only if its
              licence, read from the package's DEP-5 copyright file (or stated below when the
@@ -63,7 +63,7 @@ from scipy import signal
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from eval.drums import DEB as DRUM_TASK_DEB  # noqa: E402 - evaluation audio, never a source
 from hear_maeast import audio as hm_audio  # noqa: E402
-from hear_maeast.debian import Deb, fetch_unpacked, file_licences  # noqa: E402
+from eval.debian import Deb, fetch_unpacked, file_licences  # noqa: E402
 
 # ----------------------------------------------------------------------------- constants
 SR = 16000

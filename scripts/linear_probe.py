@@ -22,8 +22,8 @@ from sklearn.preprocessing import StandardScaler
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hear_maeast  # noqa: E402
 import hear_maeast.logmel  # noqa: E402
-from eval.finetune import Split, clip_batches, label_vocabulary, load_split  # noqa: E402
-from eval.taskdir import check_metadata, task_splits  # noqa: E402
+from eval.taskdir import SceneClips, check_metadata, clip_batches, label_indices, scene_clips, task_splits  # noqa: E402
+from hear_maeast.timing import SAMPLE_RATE  # noqa: E402
 
 CS = (0.01, 0.1, 1.0)
 
@@ -34,12 +34,12 @@ def embedder(name: str):
     return lambda audio: module.get_scene_embeddings(audio, model).numpy()
 
 
-def embed_split(split: Split, embed, batch: int = 64) -> np.ndarray:
-    """Scene embeddings [N, D] of a split's clips, whole, batched by equal length (eval.finetune.clip_batches)."""
+def embed_split(clips: SceneClips, embed, batch: int = 64) -> np.ndarray:
+    """Scene embeddings [N, D] of a split's clips, whole, batched by equal length (eval.taskdir.clip_batches)."""
     out = {}
-    for idx, audio in clip_batches(split, batch):
-        out.update(zip(idx, embed(audio)))
-    return np.stack([out[i] for i in range(len(split))])
+    for idx, audio in clip_batches(clips, batch):
+        out.update(zip(idx, embed(torch.from_numpy(audio))))
+    return np.stack([out[i] for i in range(len(clips))])
 
 
 def probe(task: Path, name: str) -> list[float]:
@@ -48,11 +48,12 @@ def probe(task: Path, name: str) -> list[float]:
     if (metadata["embedding_type"], metadata["prediction_type"]) != ("scene", "multiclass"):
         sys.exit(f"{task.name} is a {metadata['embedding_type']} {metadata['prediction_type']} task; this probe "
                  f"scores multiclass scene tasks only")
-    vocabulary = label_vocabulary(task)
-    splits = {s: load_split(task, [s], vocabulary) for s in task_splits(metadata, task / "task_metadata.json")}
+    vocabulary = label_indices(task)
+    splits = {s: scene_clips(task, [s], vocabulary, SAMPLE_RATE)
+              for s in task_splits(metadata, task / "task_metadata.json")}
     embed = embedder(name)
     feats = {s: embed_split(split, embed) for s, split in splits.items()}
-    labels = {s: split.targets.argmax(dim=1).numpy() for s, split in splits.items()}  # multiclass: one-hot rows
+    labels = {s: np.array([clip[0] for clip in split.labels]) for s, split in splits.items()}  # multiclass: one label
     tests = ["test"] if metadata["split_mode"] == "trainvaltest" else list(splits)
     accs = []
     for c in CS:

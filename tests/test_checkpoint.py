@@ -29,9 +29,13 @@ def test_checkpoints_written_by_version_0_1_0_load_and_compute_what_they_compute
     clip = torch.from_numpy(expected["clip"])
     with torch.no_grad():
         tokens = model.encode(model.frontend(clip)[..., :32])
-    assert torch.equal(tokens, torch.from_numpy(expected[f"{family}/tokens"]))
+    # float32 round-off, not bit equality: the same weights give results a few ulp apart on CPUs whose matmul
+    # kernels differ (seen on an Intel Xeon here against the machine that wrote the file)
+    same = dict(rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(tokens, torch.from_numpy(expected[f"{family}/tokens"]), **same)
     if family == "msm-mae":  # MAE-AST's clip-level semantics are being aligned with the official model's tail rule
-        assert torch.equal(hear_maeast.get_scene_embeddings(clip, model), torch.from_numpy(expected["msm-mae/scene"]))
+        scene = hear_maeast.get_scene_embeddings(clip, model)
+        torch.testing.assert_close(scene, torch.from_numpy(expected["msm-mae/scene"]), **same)
 
 
 def test_configuration_keys_of_version_0_1_0_are_read_under_their_old_names():

@@ -1,4 +1,4 @@
-"""The real drum task (eval/drums.py) and the Debian sources behind it (hear_maeast/debian.py), without downloading:
+"""The real drum task (eval/drums.py) and the Debian sources behind it (eval/debian.py), without downloading:
 a kit folder in Hydrogen's own format, the labels of the real kits' instrument names, DEP-5 licence matching."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import soundfile as sf
 from conftest import REPO, run_env
 from eval import drums
 from eval.taskdir import check_task
-from hear_maeast.debian import Deb, PackageUnavailable, fetch, file_licences
+from eval.debian import Deb, PackageUnavailable, fetch, file_licences
 
 KIT_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <drumkit_info xmlns="http://www.hydrogen-music.org/drumkit">

@@ -36,7 +36,7 @@ def write_predictions(path, target_idx, predicted_idx, labels=4):
 
 def test_read_predictions_gives_label_indices(tmp_path):
     write_predictions(tmp_path / "test.predictions.pkl", [0, 3, 2], [0, 1, 2])
-    target, predicted = read_predictions(tmp_path / "test.predictions.pkl")
+    target, predicted = read_predictions(tmp_path / "test.predictions.pkl", (3, 4))
     assert target.tolist() == [0, 3, 2] and predicted.tolist() == [0, 1, 2]
 
 
@@ -51,7 +51,7 @@ def test_a_hostile_or_broken_predictions_file_is_refused_in_one_line(tmp_path, c
     path.write_bytes(content)
     monkeypatch.chdir(tmp_path)  # where os.system's `touch` would land if the pickle ran it
     with pytest.raises(ResultsError, match=r"test\.predictions\.pkl cannot be read") as e:
-        read_predictions(path)
+        read_predictions(path, (3, 4))
     assert "\n" not in str(e.value) and not (tmp_path / "pwned").exists()
 
 

@@ -376,7 +376,7 @@ def test_pretrain_survives_a_truncated_feature_file(pretrain_lms, tmp_path):
 
 
 def test_pretrain_refuses_a_second_process_on_the_same_run_folder(pretrain_lms, tmp_path):
-    from pretrain.runfolder import FolderLock
+    from hear_maeast.files import FolderLock
 
     lock = FolderLock(tmp_path / "run").acquire()  # as a live run holds it
     try:
@@ -440,6 +440,7 @@ def test_api_weights_that_overflow_raise_instead_of_returning_nan():
 # ---- files that are not what they seem, stores, tables, names (issue 23) ---------------------------------------
 # Real subprocesses on real files. Each test failed before its fix.
 import json as _h_json  # noqa: E402
+import re  # noqa: E402
 import shutil as _h_shutil  # noqa: E402
 
 
@@ -591,3 +592,284 @@ def test_features_on_a_finished_store_of_other_audio_is_refused(hostile_store, t
     proc = _h_cli("features", audio, store, "--preset", "msm-mae-micro", "--workers", 0)
     assert proc.returncode == 0 and f"already complete (4 clips of {audio})" in proc.stderr, proc.stderr
     assert tree() == before
+
+
+# -- tables: names, scores, predictions, run.json --
+def _h_result(model: Path, task: str = "t-v1-small", score=0.5, target=(0, 1, 2, 3), predicted=(0, 1, 2, 0),
+              names=None, run: dict | None = None) -> Path:
+    """A model's results folder as `hear-maeast eval` leaves it: heareval's copies of a 4-label scene task, a score
+    file and a test.predictions.pkl (and a run.json when given). `names`: the test clips (default test_0.wav ...)."""
+    from test_paired import write_predictions
+
+    out = model / task
+    out.mkdir(parents=True)
+    (out / "task_metadata.json").write_text(_h_json.dumps({
+        "task_name": "t", "embedding_type": "scene", "prediction_type": "multiclass", "split_mode": "trainvaltest",
+        "evaluation": ["top1_acc"], "splits": ["train", "valid", "test"]}))
+    (out / "labelvocabulary.csv").write_text("idx,label\n" + "".join(f"{i},l{i}\n" for i in range(4)))
+    names = names or [f"test_{i}.wav" for i in range(len(target))]
+    for split, clips in (("train", [f"train_{i}.wav" for i in range(4)]), ("valid", ["valid_0.wav", "valid_1.wav"]),
+                         ("test", names)):
+        (out / f"{split}.json").write_text(_h_json.dumps({c: [f"l{i % 4}"] for i, c in enumerate(clips)}))
+    (out / "test.predicted-scores.json").write_text(_h_json.dumps({"test": {"test_score": score}}))
+    write_predictions(out / "test.predictions.pkl", list(target), list(predicted))
+    if run is not None:
+        (model / "run.json").write_text(_h_json.dumps(run))
+    return out
+
+
+def test_table_escapes_names_so_that_none_forges_a_row(tmp_path):
+    """A name holding `|` and a newline (from --name or a run.json) stays in its cell: the table keeps its rows."""
+    forged = "evil | 1.000 |\n| forged-model | 1.000"
+    _h_result(tmp_path / "a", run={"name": forged})
+    _h_result(tmp_path / "b")
+    proc = _h_cli("table", tmp_path / "a", tmp_path / "b", "--against", "b")
+    assert proc.returncode == 0, proc.stderr
+    rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("|")]
+    assert not any(ln.startswith("| forged-model") for ln in rows), proc.stdout
+    assert r"| evil \| 1.000 \| \| forged-model \| 1.000 | 0.500 |" in rows
+    assert all(len(re.findall(r"(?<!\\)\|", ln)) == 3 for ln in rows), rows  # every row: 2 cells
+
+
+@pytest.mark.parametrize("score", [float("nan"), -0.25, float("inf"), 37.0])
+def test_table_refuses_a_score_that_is_not_a_score(tmp_path, score):
+    task = _h_result(tmp_path / "a", score=score)
+    _h_refused(_h_cli("table", tmp_path / "a"), 1, f"{task / 'test.predicted-scores.json'} holds test score",
+               "not a score in [0, 1]")
+
+
+def test_eval_scores_again_instead_of_keeping_a_nan_score(tmp_path):
+    """`eval` keeps finished scores on a re-run; a hand-edited NaN is not one (before: "kept; test score nan")."""
+    from eval.runner import PREDICTION_DONE, scores_kept
+
+    task = _h_result(tmp_path / "a", score=float("nan"))
+    (task / PREDICTION_DONE).write_text("")
+    assert not scores_kept(task)
+    assert not (task / "test.predicted-scores.json").exists() and not (task / PREDICTION_DONE).exists()
+
+
+def _h_zero_stride_predictions(path: Path, rows: int, labels: int = 4) -> None:
+    """A few-KB pickle that rebuilds [rows, labels] tensors with zero strides over a one-element storage."""
+    import pickle
+    from collections import OrderedDict
+
+    import torch
+
+    class Claim:
+        def __reduce__(self):
+            return torch._utils._rebuild_tensor_v2, (torch.zeros(1).storage(), 0, (rows, labels), (0, 0), False,
+                                                     OrderedDict())
+
+    path.write_bytes(pickle.dumps({"target": Claim(), "prediction": Claim(), "prediction_logit": Claim()}))
+
+
+def _h_peak_rss_mib(*args) -> tuple[subprocess.CompletedProcess, float]:
+    """`hear-maeast ARGS` and its peak resident memory (MiB), measured by a parent that runs only it."""
+    probe = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+             "sys.stderr.write(p.stderr); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024); "
+             "sys.exit(p.returncode)")
+    proc = subprocess.run([sys.executable, "-c", probe, str(BIN / "hear-maeast"), *map(str, args)],
+                          capture_output=True, text=True, timeout=180, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    return proc, float(proc.stdout.strip().splitlines()[-1])
+
+
+def test_a_predictions_pickle_claiming_a_huge_tensor_is_refused_before_it_is_made(tmp_path):
+    """Reading any predictions file takes at most the arrays the task implies + 100 MiB: a 2e7-row claim with zero
+    strides (a few KB on disk) is refused by name; before, it took gigabytes while being read."""
+    for model in ("a", "b"):
+        _h_result(tmp_path / model)
+    baseline, base_mib = _h_peak_rss_mib("table", tmp_path / "a", tmp_path / "b", "--against", "a")
+    assert baseline.returncode == 0, baseline.stderr
+    bad = tmp_path / "b" / "t-v1-small" / "test.predictions.pkl"
+    _h_zero_stride_predictions(bad, 20_000_000)
+    proc, mib = _h_peak_rss_mib("table", tmp_path / "a", tmp_path / "b", "--against", "a")
+    _h_refused(proc, 1, f"{bad} cannot be read", "a tensor of shape [20000000, 4], the task implies [4, 4]")
+    assert mib < base_mib + 100, (mib, base_mib)
+
+
+def test_table_against_pairs_only_clips_of_the_same_names(tmp_path):
+    """Same targets, other clips: before, a paired cell was computed."""
+    _h_result(tmp_path / "a")
+    _h_result(tmp_path / "b", names=[f"other_{i}.wav" for i in range(4)])
+    _h_refused(_h_cli("table", tmp_path / "a", tmp_path / "b", "--against", "a"), 1,
+               "list different test clips (their clip names differ)")
+
+
+def test_table_against_a_finetuned_row_says_there_is_nothing_to_pair(tmp_path):
+    _h_result(tmp_path / "a")
+    _h_result(tmp_path / "a-finetuned")
+    (tmp_path / "a-finetuned" / "t-v1-small" / "test.predictions.pkl").unlink()  # finetune writes none
+    _h_refused(_h_cli("table", tmp_path / "a", tmp_path / "a-finetuned", "--against", "a-finetuned"), 2,
+               "--against a-finetuned: nothing to pair with: a fine-tuned row has no heareval predictions")
+
+
+def test_a_run_json_whose_tasks_is_not_an_object_is_one_line(tmp_path):
+    """eval.runs.read_run, the one reader of run.json (`eval`, `finetune` and `table`); before, `eval` said
+    "internal error: AttributeError"."""
+    from eval.results import ResultsError
+    from eval.runs import open_run
+
+    _h_result(tmp_path / "toy", run={"name": "toy", "tasks": [1, 2]})
+    message = f"{tmp_path / 'toy' / 'run.json'} must hold `tasks` as an object of {{task: record}}"
+    _h_refused(_h_cli("table", tmp_path / "toy"), 1, message)
+    with pytest.raises(ResultsError, match="must hold `tasks` as an object"):
+        open_run(tmp_path / "toy", {"name": "toy"})
+
+
+# -- names --
+@pytest.mark.parametrize("command", ["eval", "finetune"])
+@pytest.mark.parametrize("name", ["../../escaped", "ABSOLUTE"])
+def test_every_command_taking_a_name_refuses_a_path(eval_case, tmp_path, command, name):
+    """One name check (eval.taskdir.plain_name) for `eval --name` and `finetune --name`: before, finetune wrote
+    its results outside --out (into tmp_path/escaped-finetuned, or the absolute path)."""
+    task, _ = eval_case
+    out = tmp_path / "deep" / "out"
+    name = str(tmp_path / "escaped") if name == "ABSOLUTE" else name  # both land in tmp_path when not refused
+    unchanged = eval_guard(tmp_path, out)
+    eval_refused(eval_cli(command, "--tasks-dir", task, "--out", out, "--name", name), 2,
+                 f"--name {name!r} is not a plain file or folder name")
+    unchanged()
+    assert not out.exists() or not any(out.rglob("*")), sorted(out.rglob("*"))
+
+
+# -- fine-tuning --
+def _h_finetune(task_root: Path, ckpt: Path, out: Path, *extra) -> subprocess.CompletedProcess:
+    return _h_cli("finetune", "--tasks-dir", task_root, "--model", ckpt, "--out", out, "--epochs", 1, "--device", "cpu",
+                  "--batch-size", 4, *extra, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def hostile_ft(eval_pitch_task, micro_checkpoints, tmp_path_factory) -> tuple[Path, Path, Path]:
+    """(a tasks root holding a tiny copy of the pitch task: 8/4/4 clips, a micro checkpoint, a finished
+    one-epoch `finetune` results folder of it)."""
+    root = tmp_path_factory.mktemp("hostile_ft")
+    task = root / "tasks" / EVAL_PITCH
+    _h_shutil.copytree(eval_pitch_task, task)
+    for split, n in (("train", 8), ("valid", 4), ("test", 4)):
+        clips = _h_json.loads((task / f"{split}.json").read_text())
+        keep = dict(list(clips.items())[:n])
+        (task / f"{split}.json").write_text(_h_json.dumps(keep))
+        for wav in (task / "16000" / split).iterdir():
+            if wav.name not in keep:
+                wav.unlink()
+    proc = _h_finetune(root / "tasks", micro_checkpoints["msm-mae-micro"], root / "out")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root / "tasks", micro_checkpoints["msm-mae-micro"], root / "out"
+
+
+def _h_ft_copy(hostile_ft, tmp_path) -> tuple[Path, Path, Path]:
+    """A writable copy of the tasks root and of the results: (tasks root, task folder, run folder)."""
+    tasks, _, out = hostile_ft
+    _h_shutil.copytree(tasks, tmp_path / "tasks")
+    _h_shutil.copytree(out, tmp_path / "out")
+    return tmp_path / "tasks", tmp_path / "tasks" / EVAL_PITCH, tmp_path / "out" / "hear_maeast-msm-mae-micro-finetuned"
+
+
+def test_finetune_rerun_on_a_changed_task_does_not_report_the_old_score(hostile_ft, tmp_path):
+    """Same task name, other labels: the fold is trained again (eval.runs.same_task), never "kept"."""
+    tasks, task, run = _h_ft_copy(hostile_ft, tmp_path)
+    test = _h_json.loads((task / "test.json").read_text())
+    labels = sorted({label for v in test.values() for label in v})
+    (task / "test.json").write_text(_h_json.dumps({c: [labels[(i + 1) % len(labels)]] for i, c in enumerate(test)}))
+    proc = _h_finetune(tasks, hostile_ft[1], tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "kept (finished earlier)" not in proc.stdout + proc.stderr and "test score" in proc.stdout + proc.stderr
+    assert (run / EVAL_PITCH / "test.json").read_bytes() == (task / "test.json").read_bytes()
+
+
+def test_finetune_discards_a_truncated_state_and_redoes_the_fold(hostile_ft, tmp_path):
+    """Before: `OSError: [Errno 22]` without a file name, on every re-run."""
+    tasks, _, run = _h_ft_copy(hostile_ft, tmp_path)
+    for name in ("test.finetune.json", "test.predicted-scores.json"):
+        (run / EVAL_PITCH / name).unlink()
+    state = run / EVAL_PITCH / "test.finetune-state.pt"
+    state.write_bytes(b"PK\x03\x04" + bytes(300))  # a zip header and nothing else, as a kill mid-copy leaves
+    proc = _h_finetune(tasks, hostile_ft[1], tmp_path / "out")
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert f"{state} cannot be read" in log and "it is discarded and the fold starts over" in log, log[-3000:]
+    assert (run / EVAL_PITCH / "test.predicted-scores.json").is_file() and not state.exists()
+
+
+def test_finetune_never_adopts_a_foreign_folder_nor_shares_one_with_a_live_run(hostile_ft, tmp_path):
+    """An --out/<name> without run.json is not ours (before: adopted, its files overwritten); a folder another
+    process holds (pretrain's lock, now shared) is refused with its pid."""
+    from hear_maeast.files import FolderLock
+
+    tasks, ckpt, _ = hostile_ft
+    foreign = tmp_path / "a" / "hear_maeast-msm-mae-micro-finetuned"
+    foreign.mkdir(parents=True)
+    (foreign / "notes.txt").write_text("mine\n")
+    _h_refused(_h_finetune(tasks, ckpt, tmp_path / "a"), 2, f"{foreign} holds files (notes.txt) but no run.json")
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+    held = tmp_path / "b" / "hear_maeast-msm-mae-micro-finetuned"
+    lock = FolderLock(held).acquire()
+    try:
+        _h_refused(_h_finetune(tasks, ckpt, tmp_path / "b"), 2, f"--out {held} is in use by another process (pid "
+                                                                f"{os.getpid()}")
+    finally:
+        lock.release()
+    assert sorted(p.name for p in held.iterdir()) == [".lock"]
+
+
+@pytest.mark.parametrize("vocabulary,problem", [
+    ("idx,label\n0,a\n0,b\n", "idx 0 is given to two labels ('a' and 'b')"),
+    ("idx,label\n0,a\n7,b\n", "idx [0, 7] are not 0 to 1 each once"),
+    ("idx,label\n0,a\nx,b\n", "line 3 (x,b): its idx is not an integer"),
+])
+def test_a_broken_label_vocabulary_is_refused_by_every_command(hostile_ft, tmp_path, vocabulary, problem):
+    """The one vocabulary reader (eval.taskdir.read_vocabulary); before, one idx for two labels scored 1.000 on a
+    task the model cannot solve, and a bad idx gave an IndexError in failed.json."""
+    tasks, task, _ = _h_ft_copy(hostile_ft, tmp_path)
+    (task / "labelvocabulary.csv").write_text(vocabulary)
+    for proc in (_h_finetune(tasks, hostile_ft[1], tmp_path / "new"),
+                 eval_cli("eval", "--tasks-dir", tasks, "--module", "hear_maeast", "--out", tmp_path / "new")):
+        _h_refused(proc, 1, f"{task / 'labelvocabulary.csv'}", problem)
+    assert not (tmp_path / "new").exists()
+
+
+def test_finetune_refuses_a_clip_of_zero_samples_by_name(hostile_ft, tmp_path, split="train"):
+    """Before: train cropped batches to zero samples; test raised ZeroDivisionError. One check for every split
+    (eval.taskdir.scene_clips)."""
+    import soundfile as sf
+
+    tasks, task, _ = _h_ft_copy(hostile_ft, tmp_path)
+    wav = sorted((task / "16000" / split).iterdir())[0]
+    sf.write(wav, np.zeros(0, "float32"), 16000, subtype="PCM_16")
+    proc = _h_finetune(tasks, hostile_ft[1], tmp_path / "new")  # results are keyed to the task's files, not its audio
+    run = tmp_path / "new" / "hear_maeast-msm-mae-micro-finetuned"
+    _h_refused(proc, 1, f"fine-tuning failed on {EVAL_PITCH} (see failed.json")
+    assert f"{wav}: the file holds no audio (0 samples)" in _h_json.loads(
+        (run / EVAL_PITCH / "failed.json").read_text())["error"]
+
+
+# -- outputs on a read-only location --
+def _h_read_only(folder: Path) -> list[str]:
+    """A command prefix that runs the command with `folder` remounted read-only (a private mount namespace); skips
+    where user namespaces are not allowed."""
+    script = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" || exit 99; exec "$@"'
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, str(folder), "true"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot remount a folder read-only here (unshare: {probe.stderr.strip()[:200]})")
+    return ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, str(folder)]
+
+
+def test_outputs_on_a_read_only_location_are_one_line_and_keep_the_previous_results(hostile_store, tmp_path):
+    """`embed -o` and `table -o` into a read-only folder (every output goes through hear_maeast.files.atomic_write):
+    one line naming the path asked for (before: a temporary name), exit 1, the previous results byte for byte."""
+    audio, store = hostile_store
+    out = tmp_path / "ro"
+    out.mkdir()
+    (out / "x.npz").write_bytes(b"previous embeddings")
+    (out / "table.md").write_text("previous table\n")
+    _h_result(tmp_path / "results" / "m")
+    prefix = _h_read_only(out)
+    before = _pretrain_tree(out)
+    wav = sorted(audio.iterdir())[0]
+    for args, named in ((["embed", wav, "-o", out / "x.npz"], out / "x.npz"),
+                        (["table", tmp_path / "results", "-o", out / "table.md"], out / "table.md")):
+        proc = subprocess.run([*prefix, str(BIN / "hear-maeast"), *map(str, args)], capture_output=True, text=True,
+                              timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore"))
+        _h_refused(proc, 1, f"Read-only file system: {named} (choose a writable output folder)")
+    assert _pretrain_tree(out) == before

@@ -1,0 +1,62 @@
+"""MTEB 2.x audio (hear_maeast.adapters.mteb): MTEB's own evaluator scores our model on a local audio classification
+task built from the real spoken digit task (arrays, no hub, no FFmpeg), and the embeddings it is given are the HEAR
+API's scene embeddings."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import shared_file
+
+pytest.importorskip("mteb", reason="MTEB is not installed: pip install '.[mteb]' -c constraints.txt")
+
+from hear_maeast.errors import BadInput  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def digit_task(tmp_path_factory):
+    from eval.taskdir import safe_extract
+
+    root = safe_extract(shared_file("hear-2021.0.6-spoken_digit-1.0.9-small-44100.tar.gz"),
+                        tmp_path_factory.mktemp("hear"))
+    return next(root.rglob("task_metadata.json")).parent
+
+
+@pytest.mark.slow
+def test_mteb_evaluates_a_local_audio_classification_task(digit_task, micro_checkpoints, monkeypatch):
+    import mteb
+
+    from hear_maeast.adapters.mteb import MaeastAudioModel, local_task
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # nothing may come from the hub
+    model = MaeastAudioModel(str(micro_checkpoints["mae-ast-patch-micro"]))
+    task = local_task(digit_task)
+    calls = []
+    encode = model.encode
+    model.encode = lambda inputs, **kw: calls.append(out := encode(inputs, **kw)) or out  # what MTEB is given
+    result = mteb.evaluate(model, task, cache=None, show_progress_bar=False)
+    (scores,) = result.task_results[0].scores["test"]
+    assert result.task_results[0].task_name == "HearMaeastLocalSpokenDigit"
+    assert 0.0 <= scores["accuracy"] <= 1.0 and len(scores["scores_per_experiment"]) == task.n_experiments
+    test_rows = task.local_splits["test"]
+    assert len(test_rows) == 20  # fold04 of 100 clips
+    audio = torch.tensor(test_rows[0]["audio"]["array"], dtype=torch.float32)[None]
+    ours = model.embedder.scene(audio)[0].numpy()
+    assert any(((batch == ours).all(axis=1)).any() for batch in calls)  # the HEAR API's scene embedding, as is
+
+
+def test_audio_at_a_rate_it_did_not_declare_is_refused(micro_checkpoints):
+    from hear_maeast.adapters.mteb import MaeastAudioModel
+
+    model = MaeastAudioModel(str(micro_checkpoints["msm-mae-micro"]))
+    batch = [{"audio": [{"array": [0.0] * 8000, "sampling_rate": 8000}]}]
+
+    class Rows(list):
+        dataset = type("D", (), {"column_names": ["audio", "label"]})()
+
+    meta = type("M", (), {"name": "Toy"})()
+    with pytest.raises(BadInput, match="MTEB task Toy: audio at 8000 Hz, but this adapter declared 16000 Hz"):
+        model.encode(Rows(batch), task_metadata=meta, hf_split="test", hf_subset="default")
+    with pytest.raises(BadInput, match=r"layer=4: expected an int in 1\.\.2"):
+        MaeastAudioModel(str(micro_checkpoints["msm-mae-micro"]), layer=4)

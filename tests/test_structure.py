@@ -1,0 +1,93 @@
+"""The code's layout rules (docs/architecture.md, /work/shared/STYLE.md), checked on the source itself: functions
+under 60 lines, `eval` independent of `pretrain`, torch-free command-line modules, defaults written once."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import click
+import pytest
+
+from conftest import run_env
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("hear_maeast", "pretrain", "eval")
+MAX_LINES = 60
+
+
+def _sources(*packages: str) -> list[Path]:
+    return sorted(p for pkg in packages for p in (REPO / pkg).rglob("*.py"))
+
+
+def test_no_function_is_longer_than_60_lines():
+    long = []
+    for path in _sources(*PACKAGES):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                start = min([d.lineno for d in node.decorator_list] + [node.lineno])  # click options count too
+                if node.end_lineno - start + 1 > MAX_LINES:
+                    long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} "
+                                f"({node.end_lineno - start + 1} lines)")
+    assert not long, "functions over 60 lines: " + ", ".join(long)
+
+
+def test_eval_never_imports_pretrain():
+    """Evaluation and fine-tuning share the optimiser rules through hear_maeast.optim, not pretrain."""
+    found = []
+    for path in _sources("eval") + [REPO / "scripts" / "linear_probe.py"]:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{path.relative_to(REPO)}:{node.lineno}" for n in names if n.split(".")[0] == "pretrain"]
+    assert not found, f"eval imports pretrain at {found}"
+
+
+def test_command_line_modules_import_without_torch():
+    """`hear-maeast table`, `tasks` and `--help` start without torch; atomic_write comes from hear_maeast.files."""
+    code = ("import sys, hear_maeast.cli, eval.cli, eval.runner, eval.runs, eval.table, eval.taskdir, "
+            "eval.finetune_config, pretrain.cli; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=run_env(), cwd=REPO,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
+
+
+def test_finetune_options_default_to_finetune_config():
+    from eval.cli import finetune
+    from eval.finetune_config import FinetuneConfig
+
+    options = {p.name: p for p in finetune.params if isinstance(p, click.Option)}
+    config = FinetuneConfig()
+    for field in fields(FinetuneConfig):
+        assert options[field.name].default == getattr(config, field.name), field.name
+
+
+def test_pretrain_options_default_to_train_config():
+    """pretrain/cli.py stays torch-free, so its literal defaults are checked against TrainConfig's here."""
+    from pretrain.cli import pretrain
+    from pretrain.train import TrainConfig
+
+    config = {f.name: f.default for f in fields(TrainConfig)}
+    options = [p for p in pretrain.params if isinstance(p, click.Option) and p.name in config]
+    written = [p for p in options if isinstance(p.default, (bool, int, float, str))]  # not None or click's unset
+    assert written and all(p.default == config[p.name] for p in written), [(p.name, p.default) for p in written]
+
+
+@pytest.mark.parametrize("key, shown", [
+    ("lr", "MSM-MAE 1.5e-4 x global batch / 128; MAE-AST 1e-4"),
+    ("weight_decay", "MSM-MAE 0.05, not on biases/norms/tokens; MAE-AST 0.01"),
+    ("clip_grad", "MSM-MAE off; MAE-AST 10"),
+    ("schedule", "MSM-MAE cosine; MAE-AST poly"),
+    ("warmup_frac", "10% (MSM-MAE) / 8% (MAE-AST) of the total"),
+])
+def test_pretrain_help_states_the_recipes_it_trains_with(key, shown):
+    from pretrain.cli import pretrain
+    from pretrain.recipes import defaults
+
+    assert defaults(key) == shown  # what the recipes hold today, as a person writes it
+    helps = " ".join(p.help or "" for p in pretrain.params if isinstance(p, click.Option))
+    assert f"[default: {shown}]" in helps
