@@ -186,21 +186,31 @@ def _write_text(path: Path, text: str) -> None:
 def paired_markdown(tasks: list[str], models: list[ModelResults], facts: dict[str, TaskFacts | None],
                     against: str) -> str:
     """The paired table: heareval's rows against `against`, and each probe's rows (`-linear` ...) against
-    `against`'s row of the same probe (`<against>-linear` ...) when there is one."""
+    `against`'s row of the same probe (`<against>-linear` ...) when there is one. A model with probe rows but no
+    heareval predictions (only `hear-maeast probe` was run) gets its probe rows paired alone."""
     from eval.paired import paired_note, paired_rows  # reads heareval's predictions: brings torch
+    from hear_maeast.errors import BadInput
 
-    table = paired_rows(tasks, [m for m in models if row_suffix(m.name) not in PROBE_SUFFIXES], facts, against)
     names = {m.name for m in models}
-    paired_probes = []
+    groups = [([m for m in models if row_suffix(m.name) not in PROBE_SUFFIXES], against)]
     for suffix in PROBE_SUFFIXES:
         group = [m for m in models if row_suffix(m.name) == suffix]
         if against + suffix in names and len(group) > 1:
-            table += paired_rows(tasks, group, facts, against + suffix)[1:]
-            paired_probes.append(f"`{against + suffix}`")
+            groups.append((group, against + suffix))
+    table: list[list[str]] = []
+    for i, (group, reference) in enumerate(groups):
+        try:
+            rows = paired_rows(tasks, group, facts, reference)
+        except BadInput:
+            if i == 0 and len(groups) > 1:  # no heareval predictions to pair with: the probes' rows only
+                continue
+            raise
+        table += rows if not table else rows[1:]
     note = paired_note(md_cell(against))
-    if paired_probes:
+    if len(groups) > 1:
+        probes = ", ".join(f"`{md_cell(reference)}`" for _, reference in groups[1:])
         note += (f" Rows of a probe (`-linear`, `-knn`, `-mlp`) are paired with that probe's row of "
-                 f"{md_cell(against)} ({', '.join(md_cell(p) for p in paired_probes)}) instead.")
+                 f"{md_cell(against)} ({probes}) instead.")
     return to_markdown(table) + "\n" + note + "\n"
 
 

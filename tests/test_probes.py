@@ -103,7 +103,9 @@ def test_knn_is_the_softmax_weighted_cosine_vote_of_ten_neighbours(probe_results
 
 
 def test_table_shows_a_row_per_probe_and_pairs_each_with_the_same_probe(probe_results, toy_hear_env, tmp_path):
-    _, results = probe_results
+    root, results = probe_results
+    run_cli("probe", "--tasks-dir", root, "--module", "toy_hear", "--out", results, "--seed", "1", "--grid", "faster",
+            "--probe", "linear", "--probe", "knn")  # kept when the test above ran
     other = results / "toy_hear-other-linear"  # a second model's linear row, to pair
     if not other.exists():
         shutil.copytree(results / f"{MODEL}-linear", other)
