@@ -190,6 +190,29 @@ def ensure_embeddings(tasks: list[Path], emb_run: Path, module: str, model_path:
         _log(f"embedding {task.name}: {embed_task(embedding, task, emb_run / task.name):.1f} s")
 
 
+def _probe_tasks(probe: str, tasks: list[Path], emb_run: Path, run_dir: Path, config: dict, replace_stale: bool,
+                 device: str | None) -> list[tuple[str, str, Exception]]:
+    """One probe on every task into `run_dir` (its run.json with a record per task); the failures, recorded in each
+    task's failed.json."""
+    from eval.runs import open_run
+
+    open_run(run_dir, config, replace_stale, _log)
+    status, failed = {}, []
+    for task in tasks:
+        try:
+            score, seconds = probe_task(probe, emb_run / task.name, run_dir / task.name, config["seed"],
+                                        config["grid"], device)
+            _log(f"{probe} {task.name}: {score} ({'kept' if not seconds else f'{seconds:.1f} s'})")
+            status[task.name] = {"status": "n/a" if score == "n/a" else "done", "score": score, "probe_s": seconds}
+        except (BadInput, WorkFailed) as e:
+            _log(f"{probe} {task.name}: FAILED: {e}")
+            write_json(run_dir / task.name / FAILED_JSON, {"error": str(e)})
+            failed.append((probe, task.name, e))
+            status[task.name] = {"status": "failed", "error": str(e)}
+    write_json(run_dir / "run.json", {**config, "tasks": status})
+    return failed
+
+
 def run_probes(tasks_dir: Path, out: Path, probes: tuple[str, ...], module: str = "hear_maeast", model_path: str = "",
                model_options: dict | None = None, name: str | None = None, only: tuple[str, ...] = (),
                grid: str = "fast", seed: int = 0, device: str | None = None, replace_stale: bool = False) -> list[Path]:
@@ -199,7 +222,7 @@ def run_probes(tasks_dir: Path, out: Path, probes: tuple[str, ...], module: str 
     cannot score (NaN embeddings, a one-class training split, test labels never trained on) is recorded in its
     failed.json and the others still run; then the first such error is raised, naming every failed one."""
     from eval.probes.mlp import GRIDS
-    from eval.runs import model_name, open_run, select_tasks
+    from eval.runs import model_name, select_tasks
     from eval.taskdir import plain_name
 
     bad = [p for p in probes if p not in PROBES]
@@ -221,21 +244,8 @@ def run_probes(tasks_dir: Path, out: Path, probes: tuple[str, ...], module: str 
     cpu_threads()
     failed, folders = [], []
     for probe in probes:
-        run_dir = Path(out) / configs[probe]["name"]
-        open_run(run_dir, configs[probe], replace_stale, _log)
-        folders.append(run_dir)
-        status = {}
-        for task in tasks:
-            try:
-                score, seconds = probe_task(probe, emb_run / task.name, run_dir / task.name, seed, grid, device)
-                _log(f"{probe} {task.name}: {score} ({'kept' if not seconds else f'{seconds:.1f} s'})")
-                status[task.name] = {"status": "n/a" if score == "n/a" else "done", "score": score, "probe_s": seconds}
-            except (BadInput, WorkFailed) as e:
-                _log(f"{probe} {task.name}: FAILED: {e}")
-                write_json(run_dir / task.name / FAILED_JSON, {"error": str(e)})
-                failed.append((probe, task.name, e))
-                status[task.name] = {"status": "failed", "error": str(e)}
-        write_json(run_dir / "run.json", {**configs[probe], "tasks": status})
+        folders.append(Path(out) / configs[probe]["name"])
+        failed += _probe_tasks(probe, tasks, emb_run, folders[-1], configs[probe], replace_stale, device)
     if failed:
         names = ", ".join(f"{t} ({p})" for p, t, _ in failed)
         first = failed[0][2]
