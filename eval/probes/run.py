@@ -230,6 +230,11 @@ def run_probes(tasks_dir: Path, out: Path, probes: tuple[str, ...], module: str 
         raise BadInput(f"--probe {', '.join(bad) or '(none)'}: choose one or more of {', '.join(PROBES)}")
     if grid not in GRIDS:
         raise BadInput(f"--grid must be one of {', '.join(GRIDS)} (heareval's grids, for the mlp probe), got {grid!r}")
+    if device and device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BadInput(f"--device {device}: no CUDA device here; leave --device out (cpu) or run on a GPU machine")
     model_options = model_options or {}
     tasks = select_tasks(Path(tasks_dir), only)
     name = plain_name(name or model_name(module, model_path, model_options), "--name", BadInput)
