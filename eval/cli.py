@@ -116,6 +116,40 @@ def eval_cmd(tasks_dir, model_path, model_options, module, grid, out, name, only
              only=only, replace_stale=replace_stale)
 
 
+@click.command("probe", cls=Command)
+@click.option("--tasks-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A tasks root (one folder per task) or a single task folder.")
+@click.option("--probe", "probes", multiple=True, default=("linear", "knn", "mlp"), show_default=True,
+              type=click.Choice(["linear", "knn", "mlp"]), help="Probe to run (repeatable).")
+@click.option("--model", "model_path", default="", help="Checkpoint (.safetensors) for the module; default weights if empty.")
+@click.option("--model-options", default="{}", help=f"JSON object passed to load_model, e.g. '{MODEL_OPTIONS_EXAMPLE}'.")
+@click.option("--module", default="hear_maeast", show_default=True, help="Any HEAR module importable by name.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="RESULTS folder (the one `hear-maeast eval --out` wrote: its embeddings are reused).")
+@click.option("--name", default=None, help="The model's results folder name (default: as `eval` names it).")
+@click.option("--task", "only", multiple=True, help="Only this task folder name (repeatable).")
+@click.option("--grid", default="fast", show_default=True, type=click.Choice(["default", "fast", "faster"]),
+              help="heareval's grid, for the mlp probe.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the linear and mlp probes (heareval's own is 42).")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda when present, else cpu].")
+@click.option("--replace-stale", is_flag=True, help="Replace results of another model or of other weights.")
+def probe(tasks_dir, probes, model_path, model_options, module, out, name, only, grid, seed, device, replace_stale):
+    """Score frozen embeddings with linear (EVAR), knn (X-ARES) and mlp (heareval's protocol, no TensorFlow) probes.
+
+    Reads the embeddings `hear-maeast eval` wrote to OUT/<model>/ when they are this model's and of these task
+    files, else computes them there with eval's own code; writes OUT/<model>-<probe>/<task>/ in heareval's layout
+    (`table` shows a row per probe, `table --against` pairs them). Exits 1 when any task failed (after the others).
+    """
+    from eval.probes.run import run_probes
+
+    options = parse_model_options(model_options)
+    if model_path and not Path(model_path).is_file():
+        raise BadInput(f"--model {model_path} does not exist or is not a file")
+    run_probes(tasks_dir, out, tuple(dict.fromkeys(probes)), module=module, model_path=model_path,
+               model_options=options, name=name, only=only, grid=grid, seed=seed, device=device,
+               replace_stale=replace_stale)
+
+
 @click.command(cls=Command)
 @click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Markdown file to write.")

@@ -14,7 +14,10 @@
 4. `hear-maeast finetune --tasks-dir WORK/tasks --out WORK/results --epochs N` for a hear_maeast model: the encoder
    fine-tuned on each scene task (the MAE-AST paper's protocol; docs/finetuning.md), a `<model>-finetuned` row
    next to the probe rows (event tasks: n/a; the drum task is left out to keep `make eval` short). Few epochs (`--finetune-epochs`, 0 skips it) keep `make eval` short.
-5. `hear-maeast table WORK/results --against <model>` -> WORK/leaderboard.md, .csv, .png, and the table printed:
+5. `hear-maeast probe --probe linear --probe knn` on the default weights, the random init and the log-mel floor:
+   EVAR's linear probe and X-ARES's kNN on the embeddings `eval` wrote (rows `<model>-linear`, `<model>-knn`),
+   for a default-weights run only. heareval's probe stays the score of record.
+6. `hear-maeast table WORK/results --against <model>` -> WORK/leaderboard.md, .csv, .png, and the table printed:
    the scores, then every other row compared with the model clip by clip (exact McNemar test: which differences
    the small tasks can tell from luck), followed by a note for every task whose audio is nearly silent (the
    official small spoken-digit archive: see `quiet_tasks`).
@@ -44,6 +47,7 @@ SPEECH_COMMANDS = "speech_commands_v0.02-small.zip"
 QUIET_DBFS = -60.0  # a task whose every clip peaks below this is nearly silent: its scores say little
 FINETUNE_EPOCHS = 10  # docs/finetuning.md, "The fine-tuned row of `make eval`": what these epochs add to `make eval`, and what 30 epochs give
 FLOOR_NAME = "logmel-floor"  # results folder of hear_maeast.logmel, the floor every learned model must beat
+MAKE_EVAL_PROBES = ("linear", "knn")  # `hear-maeast probe` rows next to heareval's (docs/probes.md: their time)
 
 
 def _step(msg: str) -> None:
@@ -180,6 +184,19 @@ def floor_step(tasks_dir: Path, results: Path, grid: str) -> int:
     _step("the log-mel floor (hear_maeast.logmel)")
     return _run(eval_command(tasks_dir, results, "hear_maeast.logmel", grid) + ["--name", FLOOR_NAME])
 
+def probes_step(tasks_dir: Path, results: Path, work: Path) -> int:
+    """Step 5 (default weights): `hear-maeast probe` (MAKE_EVAL_PROBES) on the embeddings `eval` wrote for the
+    default weights, the random init and the log-mel floor; OR of the exit codes."""
+    _step(f"hear-maeast probe ({', '.join(MAKE_EVAL_PROBES)}): the default weights, the random init, the floor")
+    probe_cmd = _cli("probe", "--tasks-dir", str(tasks_dir), "--out", str(results), "--replace-stale",
+                     *(a for p in MAKE_EVAL_PROBES for a in ("--probe", p)))
+    # one thread, as for finetune: tiny torch ops on 2 busy cores spin with two (measured: docs/evaluation.md)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    rc = _run(probe_cmd, env=env)
+    rc |= _run(probe_cmd + ["--model", str(work / "random-init.safetensors"), "--name", "hear_maeast-random-init"],
+               env=env)
+    return rc | _run(probe_cmd + ["--module", "hear_maeast.logmel", "--name", FLOOR_NAME], env=env)
+
 
 def finetune_step(tasks_dir: Path, results: Path, epochs: int, model_path: str) -> int:
     """Step 4 (hear_maeast models, epochs > 0)."""
@@ -223,10 +240,12 @@ def main(work: Path, shared: Path, module: str, model_path: str, grid: str, fine
     if module == "hear_maeast" and finetune_epochs > 0:
         finetune_rc = finetune_step(tasks_dir, results, finetune_epochs, model_path)
     eval_rc |= floor_step(tasks_dir, results, grid)
+    probe_rc = probes_step(tasks_dir, results, work) if module == "hear_maeast" and not model_path else 0
     # compared with the folder `eval` wrote the model's results to
     table_rc = leaderboard(tasks_dir, results, work, model_name(module, model_path))
     print(f"\nwrote {work / 'leaderboard.md'}, .csv, .png in {time.time() - start:.0f} s")
-    steps = (("hear-validator", validator_rc), ("eval", eval_rc), ("finetune", finetune_rc), ("table", table_rc))
+    steps = (("hear-validator", validator_rc), ("eval", eval_rc), ("finetune", finetune_rc), ("probe", probe_rc),
+             ("table", table_rc))
     for what, rc in steps:
         if rc:
             print(f"{what} failed (exit {rc})", file=sys.stderr)

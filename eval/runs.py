@@ -9,6 +9,8 @@ run.json (`write_json`, read by `read_run`), both protocols:
     git_commit, tasks_dir, and after the run `tasks`: {task: {"status": "done" | "failed" | "n/a", ...}}
     probe:    model_options, weights_sha256, package, package_version, sample_rate, *_embedding_size, grid
     finetune: model_sha256, preset, options (every FinetuneConfig field but save_models), seed, epochs
+    linear, knn, mlp (`hear-maeast probe`, eval/probes/run.py, in RESULTS/<model>-<probe>/): the probe's identity
+              keys, seed, grid, and the embeddings folder it read
 
 The rules, one each:
 - Identity (`IDENTITY`): a run folder belongs to one protocol and one model: module, options and the sha256 of the
@@ -44,6 +46,10 @@ PROBE, FINETUNE = "probe", "finetune"
 # The keys that say which model (and options) a run scored; the first is the weights' sha256.
 IDENTITY = {PROBE: ("weights_sha256", "module", "model_options"), FINETUNE: ("model_sha256", "options")}
 WHAT = {PROBE: "probe results (heareval's) of `hear-maeast eval`", FINETUNE: "fine-tuning results of `hear-maeast finetune`"}
+# `hear-maeast probe` (eval/probes): RESULTS/<model>-<probe>/, keyed to the model as eval's folder is
+for _probe in ("linear", "knn", "mlp"):
+    IDENTITY[_probe] = IDENTITY[PROBE]
+    WHAT[_probe] = f"`hear-maeast probe --probe {_probe}` results"
 
 
 # ---------------------------------------------------------------------------------------------- run.json

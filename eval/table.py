@@ -25,6 +25,7 @@ import csv
 import io
 from pathlib import Path
 
+from eval.probes import PROBES
 from eval.results import FINETUNED_SUFFIX, ModelResults, Score, read_models, read_task_facts
 from eval.taskdir import TaskFacts
 from hear_maeast.files import atomic_write
@@ -64,6 +65,11 @@ REFERENCES = {"HEAR 2021 best": HEAR_2021_BEST, "MSM-MAE paper": MSM_MAE_PAPER}
 FINETUNED_NOTE = ("Rows ending in `-finetuned`: the encoder fine-tuned on each task (`hear-maeast finetune`); "
                   "the other rows: heareval's probe on frozen embeddings (`hear-maeast eval`). "
                   "n/a: not fine-tuned (event task).")
+PROBE_SUFFIXES = tuple(f"-{p}" for p in PROBES)
+ROW_SUFFIXES = (*PROBE_SUFFIXES, FINETUNED_SUFFIX)
+PROBES_NOTE = ("Rows ending in `-linear`, `-knn`, `-mlp`: `hear-maeast probe` on the same frozen embeddings (EVAR's "
+               "linear probe, X-ARES's kNN, heareval's MLP protocol in plain PyTorch); n/a: kNN on a multi-label or "
+               "event task. The rows without a suffix are heareval's own MLP probe, the scorer of record.")
 UNKNOWN, UNDEFINED = "?", "-"  # task facts not recorded (no copy of the task in the results) / no chance level
 
 
@@ -90,15 +96,20 @@ def collect(paths: list[Path]) -> tuple[list[str], list[ModelResults], dict[str,
     return tasks, models, read_task_facts(models, tasks)
 
 
+def row_suffix(name: str) -> str:
+    """`-linear`, `-knn`, `-mlp` (a `hear-maeast probe` row), `-finetuned`, or "" (heareval's probe, `eval`)."""
+    return next((s for s in ROW_SUFFIXES if name.endswith(s)), "")
+
+
 def beside_probes(models: list[ModelResults]) -> list[ModelResults]:
-    """The same models, each `<model>-finetuned` moved right after its model's probe row (when there is one)."""
+    """The same models, each `<model>-<probe>` and `<model>-finetuned` row moved right after its model's row (when
+    there is one), in ROW_SUFFIXES order."""
     names = {m.name for m in models}
-    placed = {m.name for m in models
-              if m.name.endswith(FINETUNED_SUFFIX) and m.name[: -len(FINETUNED_SUFFIX)] in names}
+    placed = {m.name for m in models if row_suffix(m.name) and m.name[: -len(row_suffix(m.name))] in names}
     by_name = {m.name: m for m in models}
     order = []
     for m in (m for m in models if m.name not in placed):
-        order += [m, by_name[m.name + FINETUNED_SUFFIX]] if m.name + FINETUNED_SUFFIX in placed else [m]
+        order += [m] + [by_name[m.name + s] for s in ROW_SUFFIXES if m.name + s in placed]
     return order
 
 
@@ -172,6 +183,37 @@ def _write_text(path: Path, text: str) -> None:
     atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
 
 
+def paired_markdown(tasks: list[str], models: list[ModelResults], facts: dict[str, TaskFacts | None],
+                    against: str) -> str:
+    """The paired table: heareval's rows against `against`, and each probe's rows (`-linear` ...) against
+    `against`'s row of the same probe (`<against>-linear` ...) when there is one. A model with probe rows but no
+    heareval predictions (only `hear-maeast probe` was run) gets its probe rows paired alone."""
+    from eval.paired import paired_note, paired_rows  # reads heareval's predictions: brings torch
+    from hear_maeast.errors import BadInput
+
+    names = {m.name for m in models}
+    groups = [([m for m in models if row_suffix(m.name) not in PROBE_SUFFIXES], against)]
+    for suffix in PROBE_SUFFIXES:
+        group = [m for m in models if row_suffix(m.name) == suffix]
+        if against + suffix in names and len(group) > 1:
+            groups.append((group, against + suffix))
+    table: list[list[str]] = []
+    for i, (group, reference) in enumerate(groups):
+        try:
+            rows = paired_rows(tasks, group, facts, reference)
+        except BadInput:
+            if i == 0 and len(groups) > 1:  # no heareval predictions to pair with: the probes' rows only
+                continue
+            raise
+        table += rows if not table else rows[1:]
+    note = paired_note(md_cell(against))
+    if len(groups) > 1:
+        probes = ", ".join(f"`{md_cell(reference)}`" for _, reference in groups[1:])
+        note += (f" Rows of a probe (`-linear`, `-knn`, `-mlp`) are paired with that probe's row of "
+                 f"{md_cell(against)} ({probes}) instead.")
+    return to_markdown(table) + "\n" + note + "\n"
+
+
 def write_table(paths: list[Path], markdown: Path | None = None, csv_path: Path | None = None,
                 png: Path | None = None, against: str | None = None) -> str:
     """Collect scores, write the requested files, and return the Markdown table; with `against` (a model name),
@@ -181,10 +223,10 @@ def write_table(paths: list[Path], markdown: Path | None = None, csv_path: Path 
     md = to_markdown(table)
     if any(m.name.endswith(FINETUNED_SUFFIX) for m in models):
         md += "\n" + FINETUNED_NOTE + "\n"
+    if any(row_suffix(m.name) in PROBE_SUFFIXES for m in models):
+        md += "\n" + PROBES_NOTE + "\n"
     if against:
-        from eval.paired import paired_note, paired_rows  # reads heareval's predictions: brings torch
-
-        md += "\n" + to_markdown(paired_rows(tasks, models, facts, against)) + "\n" + paired_note(md_cell(against)) + "\n"
+        md += "\n" + paired_markdown(tasks, models, facts, against)
     if markdown:
         _write_text(markdown, md)
     if csv_path:

@@ -34,6 +34,7 @@ SUBCOMMANDS = {
     "tasks": "eval.cli:tasks",
     "eval": "eval.cli:eval_cmd",
     "table": "eval.cli:table",
+    "probe": "eval.cli:probe",
     "finetune": "eval.cli:finetune",
 }
 

@@ -25,7 +25,7 @@ def test_version_and_help_list_every_subcommand():
     listed = [line.split()[0] for line in out.split("Commands:")[1].splitlines() if line.startswith("  ")]
     assert listed == sorted(SUBCOMMANDS)  # each command once, in order
     assert set(SUBCOMMANDS) == {"presets", "embed", "convert", "export", "features", "pretrain", "reconstruct",
-                                "tasks", "eval", "finetune", "table"}
+                                "tasks", "eval", "finetune", "table", "probe"}
     for name in SUBCOMMANDS:  # every lazy entry imports and has its own help
         assert cli(name, "--help").stdout.startswith(f"Usage: hear-maeast {name} ")
 

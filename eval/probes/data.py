@@ -1,0 +1,148 @@
+"""A task's embeddings as heareval wrote them, read without heareval's predictions code (no Lightning, no TensorFlow).
+
+heareval's embeddings folder for a task (eval/runner.py's `embed_task` writes it) holds, per split:
+
+    <split>.embeddings.npy               raw float32 memmap, shape in <split>.embedding-dimensions.json
+    <split>.target-labels.pkl            one list of labels per row (a clip, or a frame of an event task)
+    <split>.filename-timestamps.json     event tasks: (clip path, timestamp in ms) per row
+    <split>.json, task_metadata.json, labelvocabulary.csv   copies of the task's own files
+
+Rows are in heareval's order (a fixed shuffle of each split's clips), so every probe's predictions list the test
+clips in the order heareval's do, and `table --against` can pair them (eval/paired.py).
+
+The data splits are heareval's (`get_splits_from_metadata`): train/valid/test, or for a k-fold task each fold
+tested once, the next fold (sorted, wrapping round) the validation fold and the others the training folds.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from eval.taskdir import EVENT, TaskError, check_metadata, read_split, read_vocabulary, task_splits
+from hear_maeast.errors import WorkFailed
+
+
+class _PlainData(pickle.Unpickler):
+    """target-labels.pkl holds lists of labels (str/int) only: no class is ever loaded from it."""
+
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(f"it names {module}.{name}; a target-labels file holds lists of labels only")
+
+
+@dataclass
+class SplitData:
+    """One data split (heareval splits pooled in order): features, binary targets and, for event tasks, frames."""
+
+    names: list[str]  # heareval split names, pooled in this order
+    x: np.ndarray  # [rows, D] float32
+    y: np.ndarray  # [rows, labels] float32 in {0, 1}
+    frames: list[tuple[str, float]] = field(default_factory=list)  # event tasks: (clip slug, ms) per row
+    events: dict = field(default_factory=dict)  # event tasks: the split JSONs' {clip slug: [events]}
+
+
+@dataclass
+class TaskData:
+    """A task's embeddings folder, read: metadata, label vocabulary and every heareval split's arrays."""
+
+    folder: Path
+    metadata: dict
+    labels: list[str]  # vocabulary, index order
+    splits: dict[str, SplitData]  # heareval split name -> its rows
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def is_event(self) -> bool:
+        return self.metadata["embedding_type"] == EVENT
+
+    @property
+    def multiclass(self) -> bool:
+        return self.metadata["prediction_type"] == "multiclass"
+
+    @property
+    def label_to_idx(self) -> dict[str, int]:
+        return {label: i for i, label in enumerate(self.labels)}
+
+    def rotation(self) -> list[dict[str, list[str]]]:
+        """heareval's data splits: [{"train": [...], "valid": [...], "test": [...]}], one per tested fold."""
+        if self.metadata["split_mode"] == "trainvaltest":
+            return [{"train": ["train"], "valid": ["valid"], "test": ["test"]}]
+        folds = sorted(self.splits)
+        return [{"train": [f for f in folds if f not in (test, folds[(i + 1) % len(folds)])],
+                 "valid": [folds[(i + 1) % len(folds)]], "test": [test]} for i, test in enumerate(folds)]
+
+    def pooled(self, names: list[str]) -> SplitData:
+        parts = [self.splits[n] for n in names]
+        frames = [f for p in parts for f in p.frames]
+        events = {k: v for p in parts for k, v in p.events.items()}
+        return SplitData(list(names), np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]),
+                         frames, events)
+
+
+def _read_split(folder: Path, split: str, label_to_idx: dict[str, int], event: bool) -> SplitData:
+    """One split's memmap, labels and (event tasks) frames; TaskError naming the file when one is damaged."""
+    dims_file = folder / f"{split}.embedding-dimensions.json"
+    try:
+        rows, dim = json.loads(dims_file.read_text())
+        x = np.array(np.memmap(folder / f"{split}.embeddings.npy", dtype=np.float32, mode="r", shape=(rows, dim)))
+        with open(folder / f"{split}.target-labels.pkl", "rb") as f:
+            labels = _PlainData(f).load()
+        if len(labels) != rows:
+            raise ValueError(f"{len(labels)} label rows for {rows} embedding rows")
+    except (OSError, ValueError, TypeError, pickle.UnpicklingError) as e:
+        raise TaskError(f"the embeddings of split {split} in {folder} cannot be read ({type(e).__name__}: {e}); "
+                        f"delete {folder} and run the same command again, which embeds the task again") from None
+    y = np.zeros((rows, len(label_to_idx)), np.float32)
+    for i, row in enumerate(labels):
+        try:
+            y[i, [label_to_idx[str(label)] for label in row]] = 1.0
+        except KeyError as e:
+            raise TaskError(f"{folder}: split {split} has label {e} that is not in labelvocabulary.csv; the task "
+                            f"folder is damaged: rebuild it") from None
+    data = SplitData([split], x, y)
+    if event:
+        data.frames = [(Path(name).name, float(t)) for name, t in json.loads(
+            (folder / f"{split}.filename-timestamps.json").read_text())]
+        data.events = read_split(folder, split)
+    return data
+
+
+def read_task(folder: Path) -> TaskData:
+    """A task's embeddings folder (heareval's layout), read and checked (see `check`)."""
+    folder = Path(folder)
+    metadata = check_metadata(folder)
+    labels = read_vocabulary(folder)
+    label_to_idx = {label: i for i, label in enumerate(labels)}
+    event = metadata["embedding_type"] == EVENT
+    splits = {s: _read_split(folder, s, label_to_idx, event) for s in task_splits(metadata, folder)}
+    task = TaskData(folder, metadata, labels, splits)
+    check(task)
+    return task
+
+
+def check(task: TaskData) -> None:
+    """Refuse what no probe can score: NaN/inf embeddings (WorkFailed), a training split of one class, test labels
+    never seen in training (TaskError); each in one line saying what to do."""
+    for name, split in task.splits.items():
+        if not np.isfinite(split.x).all():
+            bad = int((~np.isfinite(split.x).all(axis=1)).sum())
+            raise WorkFailed(f"{task.folder}: {bad} embedding rows of split {name} hold NaN or inf; the model "
+                             f"produced them: fix the model (or its --model-options) and embed the task again")
+    for rotation in task.rotation():
+        train, test = task.pooled(rotation["train"]), task.pooled(rotation["test"])
+        seen = train.y.sum(0) > 0
+        if task.multiclass and int(seen.sum()) < 2:
+            raise TaskError(f"{task.name}: training split {'+'.join(rotation['train'])} has a single class; a "
+                            f"classifier needs two or more: rebuild the task")
+        unseen = [task.labels[i] for i in np.flatnonzero((test.y.sum(0) > 0) & ~seen)]
+        if unseen:
+            raise TaskError(f"{task.name}: test split {'+'.join(rotation['test'])} has labels never in its training "
+                            f"split {'+'.join(rotation['train'])} ({', '.join(unseen[:5])}); no probe can learn "
+                            f"them: rebuild the task with every label in training")

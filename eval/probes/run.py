@@ -1,0 +1,260 @@
+"""Running the probes on a model's embeddings and writing heareval's result layout.
+
+    RESULTS/<model>/<task>/                     the embeddings `hear-maeast eval` writes (eval/runner.py), read here;
+                                                computed here with the same code (embed_task) when missing or stale
+    RESULTS/<model>-<probe>/run.json            the model's keys (module, options, weights sha256), the probe and
+                                                its options
+    RESULTS/<model>-<probe>/<task>/
+        test.predicted-scores.json              heareval's keys: {"test": {"test_score": ...}} or one entry per fold
+                                                and "aggregated_scores" (mean, std over folds)
+        <split>.predictions.pkl                 {"target", "prediction", "prediction_logit"} tensors (heareval's;
+                                                the file `table --against` pairs, eval/paired.py)
+        not-applicable.json                     kNN on a multi-label or event task: `n/a` in the table
+        task_metadata.json, labelvocabulary.csv, <split>.json   copies, so `table` knows the task's size and chance
+        probe-done.json                         the embeddings' sha256 and the options the scores belong to
+
+A task's probe results are kept while its embeddings and the probe's options are unchanged, redone otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from eval.probes import PROBES
+from eval.probes.common import FoldResult
+from eval.probes.data import TaskData, read_task
+from eval.probes.scoring import Scorer
+from eval.results import FAILED_JSON, NOT_APPLICABLE, SCORES, read_score
+from eval.runs import write_json
+from eval.taskdir import LABEL_VOCABULARY, METADATA, task_splits
+from hear_maeast.errors import BadInput, WorkFailed
+
+DONE = "probe-done.json"
+TASK_COPIES = (METADATA, LABEL_VOCABULARY)
+
+
+def _write(path: Path, write) -> None:
+    from hear_maeast.files import atomic_write
+
+    atomic_write(path, write)
+
+
+def embeddings_sha256(folder: Path) -> str:
+    """One digest of a task's embeddings, labels and task files (what a probe's scores depend on)."""
+    metadata = json.loads((folder / METADATA).read_text())
+    digest = hashlib.sha256()
+    names = [*TASK_COPIES]
+    for split in task_splits(metadata, folder / METADATA):
+        names += [f"{split}.json", f"{split}.embeddings.npy", f"{split}.embedding-dimensions.json",
+                  f"{split}.target-labels.pkl"]
+    for name in names:
+        digest.update(name.encode() + b"\0")
+        with open(folder / name, "rb") as f:
+            digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()
+
+
+def run_probe(probe: str, task: TaskData, seed: int, grid: str, device: str | None):
+    """(FoldResults, info) of one probe on one task; None where the probe does not apply (kNN: n/a)."""
+    from eval.probes import knn, linear, mlp
+
+    scorer = Scorer(task)
+    if probe == "linear":
+        return linear.run(task, scorer, seed=seed, device=device)
+    if probe == "knn":
+        return knn.run(task, scorer) if knn.applies(task) else None
+    if probe == "mlp":
+        return mlp.run(task, scorer, seed=seed, grid=grid, device=device)
+    raise BadInput(f"--probe {probe!r}: no such probe; choose from {', '.join(PROBES)}")
+
+
+def _predictions(r: FoldResult) -> dict:
+    import torch
+
+    out = {"target": torch.from_numpy(r.targets), "prediction": torch.from_numpy(r.probs),
+           "prediction_logit": torch.from_numpy(r.logits if r.logits is not None else r.probs)}
+    if r.events is not None:
+        out["predicted_events"] = r.events
+    return out
+
+
+def _aggregate(folds: dict[str, dict]) -> dict:
+    """heareval's aggregate_test_results: <key>_mean and <key>_std (sample std, as pandas) over folds."""
+    keys = [k for k in next(iter(folds.values())) if all(isinstance(f.get(k), (int, float)) for f in folds.values())]
+    out = {}
+    for k in keys:
+        values = np.array([folds[f][k] for f in folds], dtype=np.float64)
+        out[f"{k}_mean"], out[f"{k}_std"] = float(values.mean()), float(values.std(ddof=1))
+    return out
+
+
+def write_results(out: Path, task: TaskData, probe: str, results: list[FoldResult] | None, info: dict) -> None:
+    """A task's probe results in heareval's layout (see the module docstring); None: not applicable."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (*TASK_COPIES, *(f"{s}.json" for s in task.splits)):
+        shutil.copyfile(task.folder / name, out / name)
+    if results is None:
+        write_json(out / NOT_APPLICABLE, {"probe": probe, "why": "single-label clip tasks only"})
+        return
+    folds = {}
+    for r in results:
+        key = "|".join(r.test)
+        _write(out / f"{key}.predictions.pkl", lambda tmp, r=r: Path(tmp).write_bytes(pickle.dumps(_predictions(r))))
+        folds[key] = r.scores
+    scores = dict(folds)
+    if len(folds) > 1:
+        scores["aggregated_scores"] = _aggregate(folds)
+    scores.update({"probe": probe, **info, "postprocessing": [list(p) for p in results[0].postprocessing]})
+    write_json(out / SCORES, scores)
+
+
+def probe_task(probe: str, emb_dir: Path, out: Path, seed: int, grid: str, device: str | None = None
+               ) -> tuple[str, float]:
+    """Score one task's embeddings with one probe into `out`; (score text, seconds: 0 when kept)."""
+    key = {"embeddings_sha256": embeddings_sha256(emb_dir), "probe": probe, "seed": seed, "grid": grid}
+    done = out / DONE
+    if done.is_file() and json.loads(done.read_text()) == key:
+        return str(read_score(out)), 0.0
+    if out.exists():
+        shutil.rmtree(out)  # of other embeddings or options: ours to redo (it sits in a probe's results folder)
+    start = time.time()
+    task = read_task(emb_dir)
+    found = run_probe(probe, task, seed, grid, device)
+    results, info = found if found is not None else (None, {})
+    write_results(out, task, probe, results, info)
+    write_json(done, key)
+    return str(read_score(out)), time.time() - start
+
+
+# ---------------------------------------------------------------------------------------------- the command
+def _log(msg: str) -> None:
+    print(f"[hear-maeast probe] {msg}", flush=True)
+
+
+def model_config(module: str, model_path: str, model_options: dict, protocol: str | None = None) -> dict:
+    """The identity eval.runs keys a run to (module, options, weights sha256), computed without loading the model;
+    with `protocol`, that of a probe's own run folder."""
+    from eval.runs import weights_file
+    from hear_maeast.provenance import file_sha256
+
+    weights = weights_file(module, model_path)
+    config = {"module": module, "model_options": model_options,
+              "weights_sha256": file_sha256(weights) if weights else None,
+              "weights_file": str(weights.resolve()) if weights else None}
+    return {**config, "protocol": protocol} if protocol else config
+
+
+def refused(run_dir: Path, config: dict, replace_stale: bool) -> bool:
+    """eval.runs' rule, checked before any work: True when `run_dir` holds another model's results and
+    `replace_stale` lets them be replaced; BadInput when it may not (or holds another protocol's results)."""
+    from eval.runs import WHAT, protocol, read_run, stale_reason
+
+    previous = read_run(run_dir)
+    if previous is None:
+        return False
+    if protocol(previous) != protocol(config):
+        raise BadInput(f"{run_dir} holds {WHAT[protocol(previous)]}; give this run its own folder with --name or "
+                       f"another --out")
+    why = stale_reason(run_dir, previous, config)
+    if why and not replace_stale:
+        raise BadInput(why)
+    return bool(why)
+
+
+def ensure_embeddings(tasks: list[Path], emb_run: Path, module: str, model_path: str, model_options: dict,
+                      grid: str, replace_stale: bool) -> None:
+    """Reuse `eval`'s embeddings in RESULTS/<model>/<task>/ when they are this model's and of this task's files;
+    otherwise compute them there with eval's own code (load_embedding, run_config, open_run, embed_task)."""
+    from eval.runner import check_rates, embed_task, load_embedding, run_config
+    from eval.runs import RUN, open_run, same_task
+
+    other = refused(emb_run, model_config(module, model_path, model_options), replace_stale)
+    todo = [t for t in tasks if other or not (emb_run / t.name / ".done.embeddings").exists()
+            or not same_task(t, emb_run / t.name)]
+    if not todo:
+        _log(f"embeddings of {len(tasks)} tasks kept from {emb_run}")
+        return
+    embedding = load_embedding(module, model_path, model_options)
+    check_rates(todo, int(embedding.sample_rate))
+    config = run_config(embedding, module, model_path, model_options, grid, emb_run.name, tasks[0].parent)
+    before = open_run(emb_run, config, replace_stale, _log)
+    write_json(emb_run / RUN, {**config, "tasks": before})  # eval's per-task records kept
+    for task in todo:
+        _log(f"embedding {task.name}: {embed_task(embedding, task, emb_run / task.name):.1f} s")
+
+
+def _probe_tasks(probe: str, tasks: list[Path], emb_run: Path, run_dir: Path, config: dict, replace_stale: bool,
+                 device: str | None) -> list[tuple[str, str, Exception]]:
+    """One probe on every task into `run_dir` (its run.json with a record per task); the failures, recorded in each
+    task's failed.json."""
+    from eval.runs import open_run
+
+    open_run(run_dir, config, replace_stale, _log)
+    status, failed = {}, []
+    for task in tasks:
+        try:
+            score, seconds = probe_task(probe, emb_run / task.name, run_dir / task.name, config["seed"],
+                                        config["grid"], device)
+            _log(f"{probe} {task.name}: {score} ({'kept' if not seconds else f'{seconds:.1f} s'})")
+            status[task.name] = {"status": "n/a" if score == "n/a" else "done", "score": score, "probe_s": seconds}
+        except (BadInput, WorkFailed) as e:
+            _log(f"{probe} {task.name}: FAILED: {e}")
+            write_json(run_dir / task.name / FAILED_JSON, {"error": str(e)})
+            failed.append((probe, task.name, e))
+            status[task.name] = {"status": "failed", "error": str(e)}
+    write_json(run_dir / "run.json", {**config, "tasks": status})
+    return failed
+
+
+def run_probes(tasks_dir: Path, out: Path, probes: tuple[str, ...], module: str = "hear_maeast", model_path: str = "",
+               model_options: dict | None = None, name: str | None = None, only: tuple[str, ...] = (),
+               grid: str = "fast", seed: int = 0, device: str | None = None, replace_stale: bool = False) -> list[Path]:
+    """Every probe on every task of `tasks_dir` into OUT/<name>-<probe>/; returns those folders.
+
+    Bad options, and a results folder of another model, are refused before any work (BadInput). A task a probe
+    cannot score (NaN embeddings, a one-class training split, test labels never trained on) is recorded in its
+    failed.json and the others still run; then the first such error is raised, naming every failed one."""
+    from eval.probes.mlp import GRIDS
+    from eval.runs import model_name, select_tasks
+    from eval.taskdir import plain_name
+
+    bad = [p for p in probes if p not in PROBES]
+    if bad or not probes:
+        raise BadInput(f"--probe {', '.join(bad) or '(none)'}: choose one or more of {', '.join(PROBES)}")
+    if grid not in GRIDS:
+        raise BadInput(f"--grid must be one of {', '.join(GRIDS)} (heareval's grids, for the mlp probe), got {grid!r}")
+    if device and device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BadInput(f"--device {device}: no CUDA device here; leave --device out (cpu) or run on a GPU machine")
+    model_options = model_options or {}
+    tasks = select_tasks(Path(tasks_dir), only)
+    name = plain_name(name or model_name(module, model_path, model_options), "--name", BadInput)
+    emb_run = Path(out) / name
+    configs = {p: {"name": f"{name}-{p}", **model_config(module, model_path, model_options, p), "seed": seed,
+                   "grid": grid, "embeddings": str(emb_run.resolve())} for p in probes}
+    for probe in probes:  # refused before any embedding is computed
+        refused(Path(out) / configs[probe]["name"], configs[probe], replace_stale)
+    ensure_embeddings(tasks, emb_run, module, model_path, model_options, grid, replace_stale)
+    from eval.probes.common import cpu_threads
+
+    cpu_threads()
+    failed, folders = [], []
+    for probe in probes:
+        folders.append(Path(out) / configs[probe]["name"])
+        failed += _probe_tasks(probe, tasks, emb_run, folders[-1], configs[probe], replace_stale, device)
+    if failed:
+        names = ", ".join(f"{t} ({p})" for p, t, _ in failed)
+        first = failed[0][2]
+        if len(failed) == 1:
+            raise type(first)(f"{failed[0][0]} probe: {first}")
+        raise type(first)(f"{len(failed)} probe runs failed ({names}); the first: {first}")
+    return folders
