@@ -23,7 +23,7 @@ $(BIN)/.installed: requirements-eval.txt constraints.txt setup.cfg
 install: $(BIN)/.installed
 
 test: install
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=20 tests
 
 # the tests marked heavy (real torch.compile runs, the whole GPU check dry-run on the CPU): minutes each on 2 cores
 test-slow: install
