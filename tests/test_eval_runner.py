@@ -270,7 +270,7 @@ def test_a_results_folder_of_other_weights_is_refused_or_replaced(tmp_path):
         open_run(run_dir, config)
 
     finetuned = {**config, "protocol": "finetune", "model_sha256": "a" * 64, "options": {}}  # the other protocol:
-    with pytest.raises(BadInput, match="holds linear-probe results of `hear-maeast eval`"):  # never deleted
+    with pytest.raises(BadInput, match=r"holds probe results \(heareval's\) of `hear-maeast eval`"):  # never deleted
         open_run(run_dir, finetuned, replace_stale=True)
     assert json.loads((run_dir / "run.json").read_text()) == previous_version
 
