@@ -67,7 +67,9 @@ class _Predictions(pickle.Unpickler):
 
     ALLOWED = {("collections", "OrderedDict")}
 
-    def __init__(self, file, shape: tuple[int, int]):
+    def __init__(self, file, shape: tuple[int, int] | None):
+        """shape: (rows, labels) the task implies; None (a file this process's own heareval run just wrote, of a
+        shape only it knows, e.g. an event task's frames) checks density only: memory stays within the file's bytes."""
         super().__init__(file)
         self.shape = shape
 
@@ -85,8 +87,8 @@ class _Predictions(pickle.Unpickler):
         import torch
         from torch._utils import _rebuild_tensor_v2
 
-        rows, labels = self.shape
-        if tuple(size) != (rows, labels):
+        rows, labels = self.shape or (tuple(size) + (0, 0))[:2]
+        if len(size) != 2 or tuple(size) != (rows, labels):
             raise ValueError(f"a tensor of shape {list(size)}, the task implies [{rows}, {labels}] (its test clips, its "
                              "labels)")
         inside = isinstance(offset, int) and 0 <= offset and offset + rows * labels <= storage._size()  # no warning

@@ -63,7 +63,7 @@ def decisions(folder: Path, multiclass: bool) -> np.ndarray:
     out = []
     for f in sorted(folder.glob("*" + PREDICTIONS)):
         with open(f, "rb") as fh:
-            prediction = _Predictions(fh).load()["prediction"].numpy()
+            prediction = _Predictions(fh, None).load()["prediction"].numpy()  # heareval's own file, just written
         out.append(prediction.argmax(1) if multiclass else (prediction > 0.5).ravel())
     return np.concatenate(out)
 
