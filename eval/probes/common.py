@@ -36,7 +36,10 @@ def cpu_threads() -> int:
 
 
 def device_of(name: str | None) -> torch.device:
-    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+    """--device as the HEAR API reads it (hear_maeast.api.resolve_device); none given: cuda when present, else cpu."""
+    from hear_maeast.api import resolve_device
+
+    return resolve_device(name, "--device") if name else torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def tensors(split: SplitData, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

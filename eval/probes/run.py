@@ -35,15 +35,10 @@ from eval.results import FAILED_JSON, NOT_APPLICABLE, SCORES, read_score
 from eval.runs import write_json
 from eval.taskdir import LABEL_VOCABULARY, METADATA, task_splits
 from hear_maeast.errors import BadInput, WorkFailed
+from hear_maeast.files import atomic_write
 
 DONE = "probe-done.json"
 TASK_COPIES = (METADATA, LABEL_VOCABULARY)
-
-
-def _write(path: Path, write) -> None:
-    from hear_maeast.files import atomic_write
-
-    atomic_write(path, write)
 
 
 def embeddings_sha256(folder: Path) -> str:
@@ -106,7 +101,8 @@ def write_results(out: Path, task: TaskData, probe: str, results: list[FoldResul
     folds = {}
     for r in results:
         key = "|".join(r.test)
-        _write(out / f"{key}.predictions.pkl", lambda tmp, r=r: Path(tmp).write_bytes(pickle.dumps(_predictions(r))))
+        atomic_write(out / f"{key}.predictions.pkl",
+                     lambda tmp, r=r: Path(tmp).write_bytes(pickle.dumps(_predictions(r))))
         folds[key] = r.scores
     scores = dict(folds)
     if len(folds) > 1:
@@ -230,11 +226,10 @@ def run_probes(tasks_dir: Path, out: Path, probes: tuple[str, ...], module: str 
         raise BadInput(f"--probe {', '.join(bad) or '(none)'}: choose one or more of {', '.join(PROBES)}")
     if grid not in GRIDS:
         raise BadInput(f"--grid must be one of {', '.join(GRIDS)} (heareval's grids, for the mlp probe), got {grid!r}")
-    if device and device.startswith("cuda"):
-        import torch
+    if device:  # the package's one device check (exit 2), before any embedding is computed
+        from hear_maeast.api import resolve_device
 
-        if not torch.cuda.is_available():
-            raise BadInput(f"--device {device}: no CUDA device here; leave --device out (cpu) or run on a GPU machine")
+        resolve_device(device, "--device")
     model_options = model_options or {}
     tasks = select_tasks(Path(tasks_dir), only)
     name = plain_name(name or model_name(module, model_path, model_options), "--name", BadInput)
