@@ -40,8 +40,6 @@ class FinetuneConfig:
         return FinetuneConfig(**{**asdict(self), "device": device, "precision": precision})
 
     def check(self) -> None:
-        import torch
-
         problems = [f"--{k.replace('_', '-')} {v} must be {want}" for k, v, ok, want in [
             ("epochs", self.epochs, self.epochs >= 1, ">= 1"),
             ("batch_size", self.batch_size, self.batch_size >= 1, ">= 1"),
@@ -56,11 +54,12 @@ class FinetuneConfig:
             ("timem", self.timem, self.timem is None or self.timem >= 0, ">= 0"),
             ("precision", self.precision, self.precision in (None, "fp32", "bf16"), "fp32 or bf16"),
         ] if not ok]
-        try:
-            torch.device(self.device or "cpu")
-        except RuntimeError:
-            problems.append(f"--device {self.device} is not a device torch knows (cpu, cuda, cuda:1, ...)")
-        if self.device and self.device.startswith("cuda") and not torch.cuda.is_available():
-            problems.append(f"--device {self.device}: CUDA is not available here (use --device cpu)")
+        if self.device:  # the package's one device check
+            from hear_maeast.api import resolve_device
+
+            try:
+                resolve_device(self.device, "--device")
+            except BadInput as e:
+                problems.append(str(e))
         if problems:
             raise BadInput("; ".join(problems))
