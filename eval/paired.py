@@ -66,6 +66,9 @@ class _Predictions(pickle.Unpickler):
     and a huge size would otherwise claim gigabytes the moment it is used)."""
 
     ALLOWED = {("collections", "OrderedDict")}
+    # An event task's file also holds its events ({"label", "start": np.float64, "end"}) and a [frames] timestamp
+    # tensor; numpy rebuilds a scalar from a dtype and its bytes, allowed for numeric dtypes only.
+    NUMPY_SCALAR = {("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar")}
 
     def __init__(self, file, shape: tuple[int, int] | None):
         """shape: (rows, labels) the task implies; None (a file this process's own heareval run just wrote, of a
@@ -80,27 +83,52 @@ class _Predictions(pickle.Unpickler):
             return self._rebuild_tensor
         if (module, name) in self.ALLOWED:
             return super().find_class(module, name)
+        if self.shape is None and (module, name) == ("numpy", "dtype"):
+            return np.dtype
+        if self.shape is None and (module, name) in self.NUMPY_SCALAR:
+            return _numeric_scalar
         raise pickle.UnpicklingError(f"it names {module}.{name}, which a predictions file never holds")
 
     def _rebuild_tensor(self, storage, offset, size, stride, *rest):
-        """torch's _rebuild_tensor_v2, for a dense [clips, labels] tensor lying inside its storage only."""
+        """torch's _rebuild_tensor_v2, for a dense [clips, labels] tensor lying inside its storage only (shape None:
+        any dense [rows, labels] or [rows] one)."""
         import torch
         from torch._utils import _rebuild_tensor_v2
 
-        rows, labels = self.shape or (tuple(size) + (0, 0))[:2]
-        if len(size) != 2 or tuple(size) != (rows, labels):
+        rows, labels = self.shape or (tuple(size) + (1, 1))[:2]
+        if self.shape is None and len(size) == 1:  # an event task's [frames] timestamps
+            size, stride = (rows,), (1,)
+        elif len(size) != 2 or tuple(size) != (rows, labels):
             raise ValueError(f"a tensor of shape {list(size)}, the task implies [{rows}, {labels}] (its test clips, its "
                              "labels)")
         inside = isinstance(offset, int) and 0 <= offset and offset + rows * labels <= storage._size()  # no warning
-        if not isinstance(storage, torch.storage.TypedStorage) or tuple(stride) != (labels, 1) or not inside:
-            raise ValueError(f"a tensor that is not a dense [{rows}, {labels}] block of its storage")
+        dense = (labels, 1) if len(size) == 2 else (1,)
+        if not isinstance(storage, torch.storage.TypedStorage) or tuple(stride) != dense or not inside:
+            raise ValueError(f"a tensor that is not a dense {list(size)} block of its storage")
         return _rebuild_tensor_v2(storage, offset, size, stride, *rest)
+
+
+def _numeric_scalar(dtype: np.dtype, data: bytes):
+    """numpy's scalar rebuild (numpy._core.multiarray.scalar) for bool, integer, float and complex dtypes only."""
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biufc" or not isinstance(data, bytes):
+        raise ValueError(f"a numpy scalar of dtype {dtype!r}, not a number")
+    if len(data) != dtype.itemsize:
+        raise ValueError(f"a numpy {dtype} scalar of {len(data)} bytes")
+    return np.frombuffer(data, dtype)[0]
 
 
 def _storage_from_bytes(data: bytes):
     import torch
 
     return torch.load(io.BytesIO(data), weights_only=True)
+
+
+def read_own_predictions(path: Path) -> dict:
+    """Every entry of a `<split>.predictions.pkl` the caller's own heareval run just wrote, of any task type (an
+    event task's frames are known only to that run): tensors dense inside their storage, numbers, strings; the
+    restricted unpickler all the same (scripts/probe_agreement.py)."""
+    with open(path, "rb") as f:
+        return _Predictions(f, None).load()
 
 
 def read_predictions(path: Path, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

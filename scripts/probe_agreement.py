@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from eval.paired import PREDICTIONS, _Predictions  # noqa: E402
+from eval.paired import PREDICTIONS, read_own_predictions  # noqa: E402
 from eval.probes.common import cpu_threads  # noqa: E402
 from eval.probes.run import probe_task  # noqa: E402
 from eval.results import read_score  # noqa: E402
@@ -62,8 +62,7 @@ def decisions(folder: Path, multiclass: bool) -> np.ndarray:
     """Every tested split's predicted labels, pooled in heareval's order: argmax, or 0.5 decisions (flattened)."""
     out = []
     for f in sorted(folder.glob("*" + PREDICTIONS)):
-        with open(f, "rb") as fh:
-            prediction = _Predictions(fh, None).load()["prediction"].numpy()  # heareval's own file, just written
+        prediction = read_own_predictions(f)["prediction"].numpy()  # heareval's own file, just written
         out.append(prediction.argmax(1) if multiclass else (prediction > 0.5).ravel())
     return np.concatenate(out)
 

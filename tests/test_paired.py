@@ -12,7 +12,9 @@ import sys
 import pytest
 import torch
 
-from eval.paired import mcnemar_p, read_predictions
+import numpy as np
+
+from eval.paired import mcnemar_p, read_own_predictions, read_predictions
 from eval.results import ResultsError
 
 from conftest import REPO, run_env
@@ -53,6 +55,38 @@ def test_a_hostile_or_broken_predictions_file_is_refused_in_one_line(tmp_path, c
     with pytest.raises(ResultsError, match=r"test\.predictions\.pkl cannot be read") as e:
         read_predictions(path, (3, 4))
     assert "\n" not in str(e.value) and not (tmp_path / "pwned").exists()
+
+
+def event_predictions(path, start=np.float64(275.0)):
+    frames = torch.rand(6, 3)
+    with open(path, "wb") as f:  # as heareval writes an event task's (task_predictions.py, EventPredictionModel)
+        pickle.dump({"target": (frames > 0.5).float(), "prediction": frames, "prediction_logit": frames,
+                     "target_events": {"a.wav": [{"label": "tone", "start": 250.0, "end": 300.0}]},
+                     "predicted_events": {"a.wav": [{"label": "tone", "start": start, "end": np.float64(435.0)}]},
+                     "timestamp": torch.arange(6.0)}, f)
+    return frames
+
+
+def test_an_event_tasks_own_predictions_load_with_their_numpy_scalars(tmp_path):
+    frames = event_predictions(tmp_path / "test.predictions.pkl")
+    found = read_own_predictions(tmp_path / "test.predictions.pkl")
+    assert torch.equal(found["prediction"], frames) and found["timestamp"].tolist() == [0, 1, 2, 3, 4, 5]
+    assert found["predicted_events"]["a.wav"][0]["start"] == 275.0
+    with pytest.raises(ResultsError, match="cannot be read"):  # the task-shaped reader takes tensors only
+        read_predictions(tmp_path / "test.predictions.pkl", (6, 3))
+
+
+def test_a_numpy_scalar_that_is_not_a_number_or_a_foreign_call_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    event_predictions(tmp_path / "test.predictions.pkl", start=Boom())
+    with pytest.raises(pickle.UnpicklingError, match="system, which a predictions file never holds"):
+        read_own_predictions(tmp_path / "test.predictions.pkl")
+    path = tmp_path / "text.predictions.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"start": np.str_("x")}, f)  # numpy's scalar rebuild with a string dtype
+    with pytest.raises(ValueError, match="not a number"):
+        read_own_predictions(path)
+    assert not (tmp_path / "pwned").exists()
 
 
 def fake_model(folder, task, target, predicted, score, metric="top1_acc"):
