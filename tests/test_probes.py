@@ -202,3 +202,26 @@ def test_probe_refuses_what_it_cannot_score_in_one_line(probe_results, tmp_path,
     error = [line for line in text.splitlines() if line.startswith("error: ")]
     assert len(error) == 1 and message in error[0], text
     assert _files(root, emb) == before  # the tasks and the embeddings untouched; anything written is in --out
+
+
+def test_embeddings_of_another_version_of_the_task_are_computed_again(probe_results, toy_hear_env, tmp_path):
+    """A task rebuilt under the same name (here: its metadata changed by a byte) is embedded again by eval's own
+    code, in eval's folder under --out, before it is probed; the old embeddings are not scored."""
+    tasks, out = tmp_path / "tasks", tmp_path / "out"
+    shutil.copytree(probe_results[0] / PITCH, tasks / PITCH)
+    emb = out / MODEL / PITCH
+
+    def probe_linear() -> str:
+        proc = subprocess.run([sys.executable, "-m", "hear_maeast.cli", "probe", "--tasks-dir", str(tasks), "--module",
+                               "toy_hear", "--out", str(out), "--probe", "linear"], env=toy_hear_env,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        return proc.stdout
+
+    assert f"embedding {PITCH}" in probe_linear()  # none yet: computed by eval's code
+    before = (emb / "test.embeddings.npy").stat().st_mtime_ns
+    metadata = tasks / PITCH / "task_metadata.json"
+    metadata.write_text(metadata.read_text() + "\n")
+    assert f"embedding {PITCH}" in probe_linear() and (emb / "test.embeddings.npy").stat().st_mtime_ns != before
+    assert (emb / "task_metadata.json").read_bytes() == metadata.read_bytes()
+    assert scores(out / f"{MODEL}-linear" / PITCH)["test"]["test_score"] > 0.5
