@@ -66,8 +66,8 @@ from tqdm import tqdm
 
 from eval.finetune_config import FinetuneConfig
 from eval.results import FINETUNED_SUFFIX, NOT_APPLICABLE, SCORES
-from eval.runs import (DEFAULT_MODULE, FINETUNE, copy_task_files, model_name, open_run, package_version, same_task,
-                       select_tasks, weights_file, write_json)
+from eval.runs import (DEFAULT_MODULE, FINETUNE, copy_task_files, model_name, open_run, package_version, progress,
+                       same_task, select_tasks, weights_file, write_json)
 from eval.taskdir import (EVENT, SceneClips, check_task, clip_batches, label_indices, plain_name, read_clip,
                           read_metadata, scene_clips)
 from hear_maeast.files import atomic_write
@@ -84,8 +84,7 @@ HEAD_INIT_STD = 2e-5  # MAE fine-tuning: trunc_normal_(head.weight, std=2e-5)
 ADAMW_BETAS = (0.9, 0.999)
 
 
-def _log(msg: str) -> None:
-    print(f"[hear-maeast finetune] {msg}", flush=True)
+_log = progress("finetune")
 
 
 # ---------------------------------------------------------------------------------------------- splits

@@ -35,7 +35,7 @@ import traceback
 from pathlib import Path
 
 from eval.results import SCORES, ResultsError, read_score
-from eval.runs import (DEFAULT_MODULE, RUN, model_name, open_run, package_version, same_task, select_tasks,
+from eval.runs import (DEFAULT_MODULE, RUN, model_name, open_run, package_version, progress, same_task, select_tasks,
                        weights_file, write_json)
 from eval.taskdir import TaskError, check_task, plain_name
 from hear_maeast.errors import BadInput, WorkFailed
@@ -58,8 +58,7 @@ def prediction_env() -> dict:
     return env
 
 
-def _log(msg: str) -> None:
-    print(f"[hear-maeast eval] {msg}", flush=True)
+_log = progress("eval")
 
 
 def load_embedding(module: str, model_path: str, model_options: dict):

@@ -53,6 +53,11 @@ for _probe in ("linear", "knn", "mlp"):
 
 
 # ---------------------------------------------------------------------------------------------- run.json
+def progress(command: str) -> Callable[[str], None]:
+    """The progress lines of `hear-maeast COMMAND` on stdout, each flushed and marked `[hear-maeast COMMAND]`."""
+    return lambda msg: print(f"[hear-maeast {command}] {msg}", flush=True)
+
+
 def write_json(path: Path, obj) -> None:
     """`obj` as indented JSON, written atomically (a killed run never leaves half a file)."""
     atomic_write(Path(path), lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2)))

@@ -32,7 +32,7 @@ from eval.probes.common import FoldResult
 from eval.probes.data import TaskData, read_task
 from eval.probes.scoring import Scorer
 from eval.results import FAILED_JSON, NOT_APPLICABLE, SCORES, read_score
-from eval.runs import write_json
+from eval.runs import progress, write_json
 from eval.taskdir import LABEL_VOCABULARY, METADATA, task_splits
 from hear_maeast.errors import BadInput, WorkFailed
 from hear_maeast.files import atomic_write
@@ -130,8 +130,7 @@ def probe_task(probe: str, emb_dir: Path, out: Path, seed: int, grid: str, devic
 
 
 # ---------------------------------------------------------------------------------------------- the command
-def _log(msg: str) -> None:
-    print(f"[hear-maeast probe] {msg}", flush=True)
+_log = progress("probe")
 
 
 def model_config(module: str, model_path: str, model_options: dict, protocol: str | None = None) -> dict:
