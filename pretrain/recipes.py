@@ -4,9 +4,11 @@ MAE-AST's fairseq Adam decays weights decoupled, i.e. AdamW.
 
 cuda_batch: clips per process on a GPU when --batch-size is not given (CPU: CPU_BATCH, small enough for a laptop).
 MAE-AST (fairseq, config/pretrain/mae_ast.yaml): max_tokens 1.4 M samples on each of 32 GPUs = 2,800 s of audio per
-update, ~273 crops of 10.24 s: 256. MSM-MAE: 512 (the MSM-MAE batch as we recall it, not checked against the paper here; chosen because on the H200 of 2026-12-04 its MAE step
-ran at 11.6 % MFU at batch 512 against 4.4 % at 128). Both fit an 80 GB GPU in bf16 (measured there: mae-ast-patch-12l
-at batch 256 and msm-mae-base at 512, benchmarks/results/gpu-H200-2026-12-04/).
+update, ~273 crops of 10.24 s: 256. MSM-MAE: 512. The official code (nttcslab/msm-mae, patch_main.diff) trains with
+--batch_size 64 per GPU x accum_iter x GPUs and scales lr = 1.5e-4 x batch / 128, as `lr_per_batch` here does; its
+paper's batch is not checked here. 512 was chosen because on the H200 of 2026-12-04 the MAE step ran at 11.6 % MFU
+at batch 512 against 4.4 % at 128. Both fit an 80 GB GPU in bf16 (measured there: mae-ast-patch-12l at batch 256 and
+msm-mae-base at 512, benchmarks/results/gpu-H200-2026-12-04/).
 """
 
 from __future__ import annotations
