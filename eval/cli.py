@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from eval.finetune_config import FinetuneConfig
+from eval.probes import PROBES
 from hear_maeast.errors import BadInput, Command, Group
 from hear_maeast.timing import SAMPLE_RATE
 
@@ -119,8 +120,8 @@ def eval_cmd(tasks_dir, model_path, model_options, module, grid, out, name, only
 @click.command("probe", cls=Command)
 @click.option("--tasks-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A tasks root (one folder per task) or a single task folder.")
-@click.option("--probe", "probes", multiple=True, default=("linear", "knn", "mlp"), show_default=True,
-              type=click.Choice(["linear", "knn", "mlp"]), help="Probe to run (repeatable).")
+@click.option("--probe", "probes", multiple=True, default=PROBES, show_default=True, type=click.Choice(PROBES),
+              help="Probe to run (repeatable).")
 @click.option("--model", "model_path", default="", help="Checkpoint (.safetensors) for the module; default weights if empty.")
 @click.option("--model-options", default="{}", help=f"JSON object passed to load_model, e.g. '{MODEL_OPTIONS_EXAMPLE}'.")
 @click.option("--module", default="hear_maeast", show_default=True, help="Any HEAR module importable by name.")

@@ -66,7 +66,7 @@ from tqdm import tqdm
 
 from eval.finetune_config import FinetuneConfig
 from eval.results import FINETUNED_SUFFIX, NOT_APPLICABLE, SCORES
-from eval.runs import (DEFAULT_MODULE, FINETUNE, copy_task_files, model_name, open_run, package_version, progress,
+from eval.runs import (DEFAULT_MODULE, FINETUNE, RUN, copy_task_files, model_name, open_run, package_version, progress,
                        same_task, select_tasks, weights_file, write_json)
 from eval.taskdir import (EVENT, SceneClips, check_task, clip_batches, label_indices, plain_name, read_clip,
                           read_metadata, scene_clips)
@@ -550,7 +550,7 @@ def run_finetune(tasks_dir: Path, out: Path, model_path: str = "", name: str | N
     for i, task in enumerate(scene, 1):
         _log(f"[{i}/{len(scene)}] {task.name}")
         status[task.name] = _run_task(task, run_dir / task.name, template, tc)
-    write_json(run_dir / "run.json", {**config, "tasks": status})
+    write_json(run_dir / RUN, {**config, "tasks": status})
     failed = [t for t, s in status.items() if s["status"] == "failed"]
     _log(f"{len(scene) - len(failed)} of {len(scene)} scene tasks done in {time.time() - start:.0f} s"
          + (f"; failed: {', '.join(failed)}" if failed else ""))

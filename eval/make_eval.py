@@ -184,14 +184,19 @@ def floor_step(tasks_dir: Path, results: Path, grid: str) -> int:
     _step("the log-mel floor (hear_maeast.logmel)")
     return _run(eval_command(tasks_dir, results, "hear_maeast.logmel", grid) + ["--name", FLOOR_NAME])
 
+def _one_thread_env() -> dict:
+    """The environment of the torch steps (finetune, probe): one thread unless OMP_NUM_THREADS says otherwise. On a
+    2-core machine shared with anything else, two threads spin and took 2-5x longer here."""
+    return {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+
+
 def probes_step(tasks_dir: Path, results: Path, work: Path) -> int:
     """Step 5 (default weights): `hear-maeast probe` (MAKE_EVAL_PROBES) on the embeddings `eval` wrote for the
     default weights, the random init and the log-mel floor; OR of the exit codes."""
     _step(f"hear-maeast probe ({', '.join(MAKE_EVAL_PROBES)}): the default weights, the random init, the floor")
     probe_cmd = _cli("probe", "--tasks-dir", str(tasks_dir), "--out", str(results), "--replace-stale",
                      *(a for p in MAKE_EVAL_PROBES for a in ("--probe", p)))
-    # one thread, as for finetune: tiny torch ops on 2 busy cores spin with two (measured: docs/evaluation.md)
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env = _one_thread_env()  # tiny torch ops on 2 busy cores spin with two (measured: docs/evaluation.md)
     rc = _run(probe_cmd, env=env)
     rc |= _run(probe_cmd + ["--model", str(work / "random-init.safetensors"), "--name", "hear_maeast-random-init"],
                env=env)
@@ -201,9 +206,7 @@ def probes_step(tasks_dir: Path, results: Path, work: Path) -> int:
 def finetune_step(tasks_dir: Path, results: Path, epochs: int, model_path: str) -> int:
     """Step 4 (hear_maeast models, epochs > 0)."""
     _step(f"hear-maeast finetune (--epochs {epochs}): the small scene tasks, encoder fine-tuned")
-    # one thread: on a 2-core machine shared with anything else, two threads spin and took 2-5x longer here
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    return _run(finetune_command(tasks_dir, results, epochs, model_path), env=env)
+    return _run(finetune_command(tasks_dir, results, epochs, model_path), env=_one_thread_env())
 
 
 def leaderboard(tasks_dir: Path, results: Path, work: Path, against: str) -> int:

@@ -28,6 +28,7 @@ from eval.taskdir import METADATA, TaskError, TaskFacts, sample_rates, task_fact
 from hear_maeast.errors import BadInput, WorkFailed
 
 SCORES = "test.predicted-scores.json"
+EMBEDDINGS_DONE = ".done.embeddings"  # written last when a task's embeddings are whole (eval.runner.embed_task)
 FAILED_JSON = "failed.json"
 FAILED = "failed"
 NOT_APPLICABLE = "not-applicable.json"  # written by `hear-maeast finetune` for an event task
@@ -113,7 +114,7 @@ def read_score(task_out: Path) -> Score:
 
 def is_task_result(path: Path) -> bool:
     """A task's results folder, finished or not; a task folder itself (it holds <rate>/ audio) is not one."""
-    if any((path / f).exists() for f in (SCORES, FAILED_JSON, ".done.embeddings", NOT_APPLICABLE)):
+    if any((path / f).exists() for f in (SCORES, FAILED_JSON, EMBEDDINGS_DONE, NOT_APPLICABLE)):
         return True
     return (path / METADATA).is_file() and not sample_rates(path)  # heareval stopped while embedding
 

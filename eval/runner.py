@@ -34,7 +34,7 @@ import time
 import traceback
 from pathlib import Path
 
-from eval.results import SCORES, ResultsError, read_score
+from eval.results import EMBEDDINGS_DONE, SCORES, ResultsError, read_score
 from eval.runs import (DEFAULT_MODULE, RUN, model_name, open_run, package_version, progress, same_task, select_tasks,
                        weights_file, write_json)
 from eval.taskdir import TaskError, check_task, plain_name
@@ -124,7 +124,7 @@ def embed_task(embedding, task_dir: Path, task_out: Path) -> float:
     """heareval's task_embeddings for one task into `task_out`; returns seconds taken. Skips finished ones."""
     from heareval.embeddings.task_embeddings import task_embeddings
 
-    done = task_out / ".done.embeddings"
+    done = task_out / EMBEDDINGS_DONE
     if done.exists() and same_task(task_dir, task_out):
         return 0.0
     if task_out.exists():  # half-written or of an older copy of the task: start over, as heareval's runner does

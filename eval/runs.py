@@ -36,6 +36,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from eval.probes import PROBES
 from eval.taskdir import LABEL_VOCABULARY, METADATA, TaskError, check_task, find_tasks, task_splits
 from hear_maeast.errors import BadInput
 from hear_maeast.files import LOCK_FILE, FolderLock, atomic_write
@@ -47,7 +48,7 @@ PROBE, FINETUNE = "probe", "finetune"
 IDENTITY = {PROBE: ("weights_sha256", "module", "model_options"), FINETUNE: ("model_sha256", "options")}
 WHAT = {PROBE: "probe results (heareval's) of `hear-maeast eval`", FINETUNE: "fine-tuning results of `hear-maeast finetune`"}
 # `hear-maeast probe` (eval/probes): RESULTS/<model>-<probe>/, keyed to the model as eval's folder is
-for _probe in ("linear", "knn", "mlp"):
+for _probe in PROBES:
     IDENTITY[_probe] = IDENTITY[PROBE]
     WHAT[_probe] = f"`hear-maeast probe --probe {_probe}` results"
 
@@ -105,6 +106,21 @@ def stale_reason(run_dir: Path, previous: dict, config: dict) -> str | None:
             f"score this model there, or give this run its own folder with --name or --out")
 
 
+def check_previous(run_dir: Path, previous: dict | None, config: dict, replace_stale: bool) -> bool:
+    """The rule for a run folder's earlier run.json `previous` (None: a new folder): False when `run_dir` may be
+    resumed for `config`, True when it holds another model's results and `replace_stale` lets them be replaced;
+    BadInput when they may not be (`stale_reason`), or when it holds the other protocol's results."""
+    if previous is None:
+        return False
+    if protocol(previous) != protocol(config):
+        raise BadInput(f"{run_dir} holds {WHAT[protocol(previous)]}; give this run its own folder with --name or "
+                       f"another --out")
+    why = stale_reason(run_dir, previous, config)
+    if why and not replace_stale:
+        raise BadInput(why)
+    return bool(why)
+
+
 def open_run(run_dir: Path, config: dict, replace_stale: bool = False,
              log: Callable[[str], None] = print) -> dict:
     """Create or resume `run_dir` for the run `config` (its run.json, written here); returns the previous run's
@@ -117,13 +133,7 @@ def open_run(run_dir: Path, config: dict, replace_stale: bool = False,
     _refuse_foreign(run_dir)
     _hold_lock(run_dir)
     previous = read_run(run_dir)
-    if previous is not None and protocol(previous) != protocol(config):
-        raise BadInput(f"{run_dir} holds {WHAT[protocol(previous)]}; give this run its own folder with --name or "
-                       f"another --out")
-    why = stale_reason(run_dir, previous, config) if previous is not None else None
-    if why:
-        if not replace_stale:
-            raise BadInput(why)
+    if check_previous(run_dir, previous, config, replace_stale):
         log(f"deleting the results in {run_dir}: they are not this model's (--replace-stale)")
         for child in run_dir.iterdir():  # all but the lock this process holds
             if child.name != LOCK_FILE:

@@ -28,12 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from eval.probes import PROBES
-from eval.probes.common import FoldResult
+from eval.probes.common import FoldResult, cpu_threads
 from eval.probes.data import TaskData, read_task
 from eval.probes.scoring import Scorer
-from eval.results import FAILED_JSON, NOT_APPLICABLE, SCORES, read_score
-from eval.runs import progress, write_json
-from eval.taskdir import LABEL_VOCABULARY, METADATA, task_splits
+from eval.results import EMBEDDINGS_DONE, FAILED_JSON, NOT_APPLICABLE, SCORES, read_score
+from eval.runs import (RUN, check_previous, model_name, open_run, progress, read_run, same_task, select_tasks,
+                       weights_file, write_json)
+from eval.taskdir import LABEL_VOCABULARY, METADATA, plain_name, task_splits
 from hear_maeast.errors import BadInput, WorkFailed
 from hear_maeast.files import atomic_write
 
@@ -136,7 +137,6 @@ _log = progress("probe")
 def model_config(module: str, model_path: str, model_options: dict, protocol: str | None = None) -> dict:
     """The identity eval.runs keys a run to (module, options, weights sha256), computed without loading the model;
     with `protocol`, that of a probe's own run folder."""
-    from eval.runs import weights_file
     from hear_maeast.provenance import file_sha256
 
     weights = weights_file(module, model_path)
@@ -147,20 +147,9 @@ def model_config(module: str, model_path: str, model_options: dict, protocol: st
 
 
 def refused(run_dir: Path, config: dict, replace_stale: bool) -> bool:
-    """eval.runs' rule, checked before any work: True when `run_dir` holds another model's results and
-    `replace_stale` lets them be replaced; BadInput when it may not (or holds another protocol's results)."""
-    from eval.runs import WHAT, protocol, read_run, stale_reason
-
-    previous = read_run(run_dir)
-    if previous is None:
-        return False
-    if protocol(previous) != protocol(config):
-        raise BadInput(f"{run_dir} holds {WHAT[protocol(previous)]}; give this run its own folder with --name or "
-                       f"another --out")
-    why = stale_reason(run_dir, previous, config)
-    if why and not replace_stale:
-        raise BadInput(why)
-    return bool(why)
+    """eval.runs' rule (check_previous), checked before any work: True when `run_dir` holds another model's results
+    and `replace_stale` lets them be replaced; BadInput when it may not (or holds another protocol's results)."""
+    return check_previous(run_dir, read_run(run_dir), config, replace_stale)
 
 
 def ensure_embeddings(tasks: list[Path], emb_run: Path, module: str, model_path: str, model_options: dict,
@@ -168,10 +157,9 @@ def ensure_embeddings(tasks: list[Path], emb_run: Path, module: str, model_path:
     """Reuse `eval`'s embeddings in RESULTS/<model>/<task>/ when they are this model's and of this task's files;
     otherwise compute them there with eval's own code (load_embedding, run_config, open_run, embed_task)."""
     from eval.runner import check_rates, embed_task, load_embedding, run_config
-    from eval.runs import RUN, open_run, same_task
 
     other = refused(emb_run, model_config(module, model_path, model_options), replace_stale)
-    todo = [t for t in tasks if other or not (emb_run / t.name / ".done.embeddings").exists()
+    todo = [t for t in tasks if other or not (emb_run / t.name / EMBEDDINGS_DONE).exists()
             or not same_task(t, emb_run / t.name)]
     if not todo:
         _log(f"embeddings of {len(tasks)} tasks kept from {emb_run}")
@@ -189,8 +177,6 @@ def _probe_tasks(probe: str, tasks: list[Path], emb_run: Path, run_dir: Path, co
                  device: str | None) -> list[tuple[str, str, Exception]]:
     """One probe on every task into `run_dir` (its run.json with a record per task); the failures, recorded in each
     task's failed.json."""
-    from eval.runs import open_run
-
     open_run(run_dir, config, replace_stale, _log)
     status, failed = {}, []
     for task in tasks:
@@ -204,7 +190,7 @@ def _probe_tasks(probe: str, tasks: list[Path], emb_run: Path, run_dir: Path, co
             write_json(run_dir / task.name / FAILED_JSON, {"error": str(e)})
             failed.append((probe, task.name, e))
             status[task.name] = {"status": "failed", "error": str(e)}
-    write_json(run_dir / "run.json", {**config, "tasks": status})
+    write_json(run_dir / RUN, {**config, "tasks": status})
     return failed
 
 
@@ -217,8 +203,6 @@ def run_probes(tasks_dir: Path, out: Path, probes: tuple[str, ...], module: str 
     cannot score (NaN embeddings, a one-class training split, test labels never trained on) is recorded in its
     failed.json and the others still run; then the first such error is raised, naming every failed one."""
     from eval.probes.mlp import GRIDS
-    from eval.runs import model_name, select_tasks
-    from eval.taskdir import plain_name
 
     bad = [p for p in probes if p not in PROBES]
     if bad or not probes:
@@ -238,8 +222,6 @@ def run_probes(tasks_dir: Path, out: Path, probes: tuple[str, ...], module: str 
     for probe in probes:  # refused before any embedding is computed
         refused(Path(out) / configs[probe]["name"], configs[probe], replace_stale)
     ensure_embeddings(tasks, emb_run, module, model_path, model_options, grid, replace_stale)
-    from eval.probes.common import cpu_threads
-
     cpu_threads()
     failed, folders = [], []
     for probe in probes:
