@@ -33,9 +33,9 @@ class FinetuneConfig:
     save_models: bool = False  # also write each fold's best model (<fold>.model.safetensors + .head.safetensors)
 
     def resolved(self) -> "FinetuneConfig":
-        import torch
+        from hear_maeast.api import resolve_device
 
-        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = self.device or str(resolve_device(None))  # the package's one default: cuda when present
         precision = self.precision or ("bf16" if device.startswith("cuda") else "fp32")
         return FinetuneConfig(**{**asdict(self), "device": device, "precision": precision})
 

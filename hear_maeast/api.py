@@ -80,7 +80,10 @@ def configure(model: MaskedAutoencoder, layer: int = -1, norm_stats=None, device
 
 def resolve_device(value, option: str = "device") -> torch.device:
     """'cpu', 'cuda', 'cuda:1', 'mps' or a torch.device -> torch.device, or BadInput saying what this machine has
-    (torch's own RuntimeError would read as a bug in the package)."""
+    (torch's own RuntimeError would read as a bug in the package). None (no --device given): cuda when present,
+    else cpu, the package's one default."""
+    if value is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(value)
     except (RuntimeError, ValueError, TypeError):

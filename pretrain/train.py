@@ -31,6 +31,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from hear_maeast import __version__
+from hear_maeast.api import resolve_device
 from hear_maeast.checkpoint import save_checkpoint
 from hear_maeast.config import ModelConfig, get_preset
 from hear_maeast.errors import BadInput, WorkFailed
@@ -160,13 +161,7 @@ class Schedule:
 # ---- distributed ---------------------------------------------------------------------------------------------------
 def setup_distributed(device: str | None) -> tuple[int, int, torch.device]:
     """(rank, world size, device). Under torchrun: gloo on CPU, nccl on CUDA, one GPU per local rank."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        torch.device(device)
-    except RuntimeError:
-        raise BadInput(f"--device {device!r}: expected cpu, cuda or cuda:N") from None
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BadInput(f"--device {device}: no CUDA device here; use --device cpu")
+    device = str(resolve_device(device, "--device"))  # the package's one device check and default
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as nanoGPT: fp32 runs use TF32

@@ -336,6 +336,7 @@ def _pretrain(tmp_path: Path, data: Path, *extra, expect: int) -> str:
     ("--mask-ratio", "0", "--mask-ratio 0.0: masks none of the 65 tokens, so there is nothing to reconstruct"),
     ("--lr", "-1", "--lr -1.0: expected a finite number > 0"),
     ("--lr", "nan", "--lr nan: expected a finite number > 0"),
+    ("--device", "foo", "--device 'foo' is not a device; use cpu, cuda or cuda:N"),  # the package's one device check
 ])
 def test_pretrain_refuses_options_that_cannot_train(pretrain_lms, tmp_path, option, value, message):
     err = _pretrain(tmp_path, pretrain_lms, "--steps", 2, option, value, expect=2)

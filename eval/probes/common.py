@@ -35,13 +35,6 @@ def cpu_threads() -> int:
     return threads
 
 
-def device_of(name: str | None) -> torch.device:
-    """--device as the HEAR API reads it (hear_maeast.api.resolve_device); none given: cuda when present, else cpu."""
-    from hear_maeast.api import resolve_device
-
-    return resolve_device(name, "--device") if name else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def tensors(split: SplitData, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(split.x).to(device), torch.from_numpy(split.y).to(device)
 

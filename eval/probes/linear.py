@@ -25,9 +25,10 @@ import copy
 import numpy as np
 import torch
 
-from eval.probes.common import FoldResult, device_of, scored_fold
+from eval.probes.common import FoldResult, scored_fold
 from eval.probes.data import SplitData, TaskData
 from eval.probes.scoring import Scorer
+from hear_maeast.api import resolve_device
 
 LR = 3e-4
 WEIGHT_DECAY = 1e-8
@@ -98,7 +99,7 @@ def fit(task: TaskData, scorer: Scorer, split: dict, seed: int, device: torch.de
 
 
 def run(task: TaskData, scorer: Scorer, seed: int = 0, device: str | None = None) -> tuple[list[FoldResult], dict]:
-    dev = device_of(device)
+    dev = resolve_device(device, "--device")
     results = []
     for split in task.rotation():
         model, xs, epoch, best = fit(task, scorer, split, seed, dev)

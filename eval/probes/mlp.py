@@ -29,9 +29,10 @@ from itertools import product
 import numpy as np
 import torch
 
-from eval.probes.common import FoldResult, device_of, scored_fold, tensors
+from eval.probes.common import FoldResult, scored_fold, tensors
 from eval.probes.data import TaskData
 from eval.probes.scoring import Postprocessing, Scorer
+from hear_maeast.api import resolve_device
 
 PARAM_GRID = {
     "hidden_layers": [1, 2], "hidden_dim": [1024], "dropout": [0.1], "lr": [3.2e-3, 1e-3, 3.2e-4, 1e-4],
@@ -162,7 +163,7 @@ def train(task: TaskData, scorer: Scorer, split: dict, conf: dict, device: torch
 def run(task: TaskData, scorer: Scorer, seed: int = 42, grid: str = "fast", points: int = GRID_POINTS,
         device: str | None = None) -> tuple[list[FoldResult], dict]:
     """heareval's task_predictions: model selection on the first data split, then every split tested."""
-    dev = device_of(device)
+    dev = resolve_device(device, "--device")
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     splits = task.rotation()
