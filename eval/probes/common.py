@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,7 +37,10 @@ def cpu_threads() -> int:
 
 
 def tensors(split: SplitData, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.from_numpy(split.x).to(device), torch.from_numpy(split.y).to(device)
+    """(x, y) on `device`; on the CPU x shares the split's memory (a read-only memmap: never written to)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        return torch.from_numpy(split.x).to(device), torch.from_numpy(split.y).to(device)
 
 
 def scored_fold(task: TaskData, scorer: Scorer, names: list[str], probs: np.ndarray, logits: np.ndarray | None,

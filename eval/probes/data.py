@@ -39,10 +39,23 @@ class SplitData:
     """One data split (heareval splits pooled in order): features, binary targets and, for event tasks, frames."""
 
     names: list[str]  # heareval split names, pooled in this order
-    x: np.ndarray  # [rows, D] float32
+    x: np.ndarray  # [rows, D] float32: a read-only memmap of one split, or a pooled copy of several
     y: np.ndarray  # [rows, labels] float32 in {0, 1}
     frames: list[tuple[str, float]] = field(default_factory=list)  # event tasks: (clip slug, ms) per row
     events: dict = field(default_factory=dict)  # event tasks: the split JSONs' {clip slug: [events]}
+    _clips: dict | None = field(default=None, repr=False)
+
+    def clips(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Event tasks: {clip slug: (its rows, their times in ms)} in first-seen order (heareval's), computed once."""
+        if self._clips is None:
+            slugs = [s for s, _ in self.frames]
+            names, first, inverse = np.unique(slugs, return_index=True, return_inverse=True)
+            times = np.array([t for _, t in self.frames], dtype=np.float64)
+            rows = np.argsort(inverse, kind="stable")  # grouped by clip, each clip's rows in row order
+            bounds = np.cumsum(np.bincount(inverse, minlength=len(names)))
+            groups = np.split(rows, bounds[:-1])
+            self._clips = {str(names[k]): (groups[k], times[groups[k]]) for k in np.argsort(first, kind="stable")}
+        return self._clips
 
 
 @dataclass
@@ -79,11 +92,18 @@ class TaskData:
                  "valid": [folds[(i + 1) % len(folds)]], "test": [test]} for i, test in enumerate(folds)]
 
     def pooled(self, names: list[str]) -> SplitData:
+        """The splits `names` as one (one split: its memmap, no copy; several: one pooled copy)."""
         parts = [self.splits[n] for n in names]
+        if len(parts) == 1:
+            return parts[0]
         frames = [f for p in parts for f in p.frames]
         events = {k: v for p in parts for k, v in p.events.items()}
         return SplitData(list(names), np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]),
                          frames, events)
+
+    def targets(self, names: list[str]) -> np.ndarray:
+        """The targets [rows, labels] of the splits `names`, pooled (the features are not read)."""
+        return np.concatenate([self.splits[n].y for n in names])
 
 
 def _read_split(folder: Path, split: str, label_to_idx: dict[str, int], event: bool) -> SplitData:
@@ -91,7 +111,11 @@ def _read_split(folder: Path, split: str, label_to_idx: dict[str, int], event: b
     dims_file = folder / f"{split}.embedding-dimensions.json"
     try:
         rows, dim = json.loads(dims_file.read_text())
-        x = np.array(np.memmap(folder / f"{split}.embeddings.npy", dtype=np.float32, mode="r", shape=(rows, dim)))
+        path = folder / f"{split}.embeddings.npy"
+        if path.stat().st_size != 4 * rows * dim:  # truncated, or of other dimensions
+            raise ValueError(f"{path.name} holds {path.stat().st_size} bytes, {dims_file.name} says {rows} x {dim} "
+                             f"float32 ({4 * rows * dim} bytes)")
+        x = np.memmap(path, dtype=np.float32, mode="r", shape=(rows, dim)) if rows else np.zeros((0, dim), np.float32)
         with open(folder / f"{split}.target-labels.pkl", "rb") as f:
             labels = _PlainData(f).load()
         if len(labels) != rows:
@@ -127,21 +151,28 @@ def read_task(folder: Path) -> TaskData:
     return task
 
 
+CHUNK_ROWS = 1 << 16  # rows read at a time when a whole split is only scanned (65,536 x D float32)
+
+
+def nonfinite_rows(x: np.ndarray) -> int:
+    """Rows of x holding NaN or inf, counted chunk by chunk (a memmap is never read whole)."""
+    return sum(int((~np.isfinite(x[i:i + CHUNK_ROWS]).all(axis=1)).sum()) for i in range(0, len(x), CHUNK_ROWS))
+
+
 def check(task: TaskData) -> None:
     """Refuse what no probe can score: NaN/inf embeddings (WorkFailed), a training split of one class, test labels
     never seen in training (TaskError); each in one line saying what to do."""
     for name, split in task.splits.items():
-        if not np.isfinite(split.x).all():
-            bad = int((~np.isfinite(split.x).all(axis=1)).sum())
+        bad = nonfinite_rows(split.x)
+        if bad:
             raise WorkFailed(f"{task.folder}: {bad} embedding rows of split {name} hold NaN or inf; the model "
                              f"produced them: fix the model (or its --model-options) and embed the task again")
     for rotation in task.rotation():
-        train, test = task.pooled(rotation["train"]), task.pooled(rotation["test"])
-        seen = train.y.sum(0) > 0
+        seen = task.targets(rotation["train"]).sum(0) > 0
         if task.multiclass and int(seen.sum()) < 2:
             raise TaskError(f"{task.name}: training split {'+'.join(rotation['train'])} has a single class; a "
                             f"classifier needs two or more: rebuild the task")
-        unseen = [task.labels[i] for i in np.flatnonzero((test.y.sum(0) > 0) & ~seen)]
+        unseen = [task.labels[i] for i in np.flatnonzero((task.targets(rotation["test"]).sum(0) > 0) & ~seen)]
         if unseen:
             raise TaskError(f"{task.name}: test split {'+'.join(rotation['test'])} has labels never in its training "
                             f"split {'+'.join(rotation['train'])} ({', '.join(unseen[:5])}); no probe can learn "

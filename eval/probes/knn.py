@@ -29,15 +29,23 @@ def applies(task: TaskData) -> bool:
     return task.multiclass and not task.is_event
 
 
+QUERY_ELEMENTS = 1 << 24  # similarities computed at a time: 16 M float64 (128 MiB), whatever the task's size
+
+
 def vote(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, k: int = K,
          temperature: float = TEMPERATURE) -> np.ndarray:
-    """Class votes [test rows, labels] (each row sums to 1) from train_x [N, D], one-hot train_y [N, L], test_x."""
-    bank = torch.nn.functional.normalize(torch.from_numpy(train_x).double(), dim=1)  # [N, D]
-    query = torch.nn.functional.normalize(torch.from_numpy(test_x).double(), dim=1)  # [M, D]
-    sims, idx = (query @ bank.T).topk(min(k, len(bank)), dim=1)  # [M, k]
-    weights = (sims / temperature).softmax(1)  # [M, k]
-    onehot = torch.from_numpy(train_y).double()[idx]  # [M, k, L]
-    return (onehot * weights[..., None]).sum(1).float().numpy()
+    """Class votes [test rows, labels] (each row sums to 1) from train_x [N, D], one-hot train_y [N, L], test_x
+    [M, D]; the test rows in chunks, so the [M, N] similarities are never held whole."""
+    bank = torch.nn.functional.normalize(torch.from_numpy(np.asarray(train_x)).double(), dim=1)  # [N, D]
+    onehot = torch.from_numpy(np.asarray(train_y)).double()  # [N, L]
+    chunk = max(1, QUERY_ELEMENTS // max(1, len(bank)))
+    out = []
+    for i in range(0, len(test_x), chunk):
+        query = torch.nn.functional.normalize(torch.from_numpy(np.asarray(test_x[i:i + chunk])).double(), dim=1)
+        sims, idx = (query @ bank.T).topk(min(k, len(bank)), dim=1)  # [m, k]
+        weights = (sims / temperature).softmax(1)  # [m, k]
+        out.append((onehot[idx] * weights[..., None]).sum(1).float().numpy())  # [m, k, L] -> [m, L]
+    return np.concatenate(out) if out else np.zeros((0, train_y.shape[1]), np.float32)
 
 
 def run(task: TaskData, scorer: Scorer) -> tuple[list[FoldResult], dict]:

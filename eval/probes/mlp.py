@@ -17,6 +17,16 @@ Read from heareval 2021.1.3's heareval/predictions/task_predictions.py and runne
   validations without a strictly better one (Lightning's EarlyStopping);
 - model selection on the first data split, then the best grid point trained on the other folds; each fold tested
   with its own best checkpoint (and event post-processing of its best epoch).
+
+What differs from heareval, and why:
+- every grid point (and every fold's model) draws its initialisation and dropout masks from its own seed
+  (`member_seed`), where heareval draws all of them from one stream in turn: so a member's result does not
+  depend on which others are trained, and all of them can be trained at once;
+- the grid points are trained at once (`train_stacked`): every member's first Linear runs as one matmul over
+  the shared input rows (they see the same batches) and the rest of each member as its own modules, with its own
+  Adam, early stopping and best checkpoint. This is the same arithmetic as training them one by one (`train`):
+  on this CPU the predictions are bitwise identical (tests/test_probes.py). On a CPU the training is bound by
+  its matmuls, which stacking does not reduce (docs/evaluation.md, "The suite at its real size").
 """
 
 from __future__ import annotations
@@ -112,11 +122,20 @@ class Fit:
     postprocessing: Postprocessing
 
 
+def member_seed(seed: int, *where: int) -> int:
+    """A grid point's or a fold's own seed (its initialisation and dropout masks), from the run's seed and its place."""
+    return int(np.random.SeedSequence([seed, *where]).generate_state(1)[0])
+
+
+def _has_norm(model: Predictor) -> bool:
+    return any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules())
+
+
 def _epoch(model: Predictor, opt, x: torch.Tensor, y: torch.Tensor, batch: int) -> None:
     model.train()
     for i in range(0, len(x), batch):
         xb, yb = x[i:i + batch], y[i:i + batch]
-        if len(xb) < 2 and any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules()):
+        if len(xb) < 2 and _has_norm(model):
             continue  # a last batch of one row: BatchNorm cannot train on it
         opt.zero_grad()
         model.loss(model(xb), yb).backward()
@@ -135,50 +154,139 @@ def _validate(model: Predictor, scorer: Scorer, x, y, valid) -> tuple[float, Pos
     return scored.score, scored.postprocessing, scorer.maximize
 
 
-def train(task: TaskData, scorer: Scorer, split: dict, conf: dict, device: torch.device) -> Fit:
-    """One grid point on one data split: heareval's training with checkpointing and early stopping."""
-    train_data, valid = task.pooled(split["train"]), task.pooled(split["valid"])
-    x, y = tensors(train_data, device)
-    vx, vy = tensors(valid, device)
-    model = Predictor(x.shape[1], y.shape[1], task.multiclass, conf).to(device)
-    opt = conf["optim"](model.parameters(), lr=conf["lr"])
-    best: Fit | None = None
-    wait = 0
-    for epoch in range(conf["max_epochs"]):
-        _epoch(model, opt, x, y, conf["batch_size"])
-        if (epoch + 1) % conf["check_val_every_n_epoch"]:
-            continue
-        value, post, maximize = _validate(model, scorer, vx, vy, valid)
-        if best is None or (value > best.score if maximize else value < best.score):
-            best, wait = Fit(copy.deepcopy(model), value, epoch, post), 0
+class _Member:
+    """One grid point (or fold) in training: its model, Adam, random stream and Lightning's two callbacks
+    (ModelCheckpoint: the strictly best validation kept; EarlyStopping: stop after `patience` without one)."""
+
+    def __init__(self, nfeatures: int, nlabels: int, multiclass: bool, conf: dict, seed: int, device: torch.device):
+        torch.manual_seed(seed)
+        self.conf = conf
+        self.model = Predictor(nfeatures, nlabels, multiclass, conf).to(device)
+        self.opt = conf["optim"](self.model.parameters(), lr=conf["lr"])
+        self.device, self.norm = device, _has_norm(self.model)
+        self.rng = self._rng()  # the member's dropout stream, swapped into torch's generator while it runs
+        self.best: Fit | None = None
+        self.wait, self.stopped = 0, False
+
+    def _rng(self) -> tuple:
+        return torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+
+    def running(self, epoch: int) -> bool:
+        return not self.stopped and epoch < self.conf["max_epochs"]
+
+    def validates(self, epoch: int) -> bool:
+        return not (epoch + 1) % self.conf["check_val_every_n_epoch"]
+
+    def after_first(self, z: torch.Tensor) -> torch.Tensor:
+        """Logits [B, L] from the first Linear's output z, drawing dropout masks from this member's stream."""
+        torch.set_rng_state(self.rng[0])
+        if self.rng[1] is not None:
+            torch.cuda.set_rng_state(self.rng[1], self.device)
+        hidden = self.model.hidden
+        logits = self.model.projection(hidden[1:](z)) if isinstance(hidden, torch.nn.Sequential) else z
+        self.rng = self._rng()
+        return logits
+
+    @property
+    def first(self) -> torch.nn.Linear:
+        hidden = self.model.hidden
+        return hidden[0] if isinstance(hidden, torch.nn.Sequential) else self.model.projection
+
+    def record(self, epoch: int, value: float, post: Postprocessing, maximize: bool) -> None:
+        if self.best is None or (value > self.best.score if maximize else value < self.best.score):
+            self.best, self.wait = Fit(copy.deepcopy(self.model), value, epoch, post), 0
         else:
-            wait += 1
-            if wait >= conf["patience"]:
+            self.wait += 1
+            self.stopped = self.wait >= self.conf["patience"]
+
+    def fit(self) -> Fit:
+        if self.best is None:  # heareval raises too: no validation ran (max_epochs < check_val_every_n_epoch)
+            raise ValueError(f"no validation in {self.conf['max_epochs']} epochs "
+                             f"(every {self.conf['check_val_every_n_epoch']})")
+        return self.best
+
+
+def _split_tensors(task: TaskData, split: dict, device: torch.device):
+    train_data, valid = task.pooled(split["train"]), task.pooled(split["valid"])
+    return (*tensors(train_data, device), *tensors(valid, device), valid)
+
+
+def train(task: TaskData, scorer: Scorer, split: dict, conf: dict, device: torch.device, seed: int) -> Fit:
+    """One grid point on one data split, alone: heareval's training with checkpointing and early stopping."""
+    x, y, vx, vy, valid = _split_tensors(task, split, device)
+    member = _Member(x.shape[1], y.shape[1], task.multiclass, conf, seed, device)
+    for epoch in range(conf["max_epochs"]):
+        _epoch(member.model, member.opt, x, y, conf["batch_size"])
+        if member.validates(epoch):
+            member.record(epoch, *_validate(member.model, scorer, vx, vy, valid))
+            if member.stopped:
                 break
-    if best is None:  # heareval raises too: no validation ran (max_epochs < check_val_every_n_epoch)
-        raise ValueError(f"no validation in {conf['max_epochs']} epochs (every {conf['check_val_every_n_epoch']})")
-    return best
+    return member.fit()
+
+
+def _stacked_epoch(members: list[_Member], x: torch.Tensor, y: torch.Tensor, batch: int) -> None:
+    """One epoch of every member over the same batches; the first Linear of all of them as one matmul."""
+    for m in members:
+        m.model.train()
+    for i in range(0, len(x), batch):
+        xb, yb = x[i:i + batch], y[i:i + batch]
+        todo = [m for m in members if len(xb) >= 2 or not m.norm]  # BatchNorm cannot train on one row
+        if not todo:
+            continue
+        for m in todo:
+            m.opt.zero_grad()
+        firsts = [m.first for m in todo]
+        z = torch.nn.functional.linear(xb, torch.cat([f.weight for f in firsts]), torch.cat([f.bias for f in firsts]))
+        parts = z.split([f.out_features for f in firsts], dim=1)  # [B, sum H] -> one [B, H] per member
+        sum(m.model.loss(m.after_first(zk.contiguous()), yb) for m, zk in zip(todo, parts)).backward()
+        for m in todo:
+            m.opt.step()
+
+
+def train_stacked(task: TaskData, scorer: Scorer, split: dict, confs: list[dict], device: torch.device,
+                  seeds: list[int]) -> list[Fit]:
+    """Every grid point on one data split at once: the same arithmetic as `train` on each, one pass over the rows."""
+    x, y, vx, vy, valid = _split_tensors(task, split, device)
+    members = [_Member(x.shape[1], y.shape[1], task.multiclass, c, s, device) for c, s in zip(confs, seeds)]
+    for epoch in range(max(c["max_epochs"] for c in confs)):
+        running = [m for m in members if m.running(epoch)]
+        for batch in sorted({m.conf["batch_size"] for m in running}):
+            _stacked_epoch([m for m in running if m.conf["batch_size"] == batch], x, y, batch)
+        for m in running:
+            if m.validates(epoch):
+                m.record(epoch, *_validate(m.model, scorer, vx, vy, valid))
+    return [m.fit() for m in members]
+
+
+ENGINES = ("auto", "stacked", "sequential")
 
 
 def run(task: TaskData, scorer: Scorer, seed: int = 42, grid: str = "fast", points: int = GRID_POINTS,
-        device: str | None = None) -> tuple[list[FoldResult], dict]:
-    """heareval's task_predictions: model selection on the first data split, then every split tested."""
+        device: str | None = None, engine: str = "auto") -> tuple[list[FoldResult], dict]:
+    """heareval's task_predictions: model selection on the first data split, then every split tested. `engine`:
+    the grid points trained at once (stacked) or one by one (sequential): the same results. `auto` stacks them on
+    CUDA, where one matmul for all replaces eight small ones, and not on a CPU, where the matmuls already run at the
+    core's peak and stacking only adds the copy of the weights (measured: docs/evaluation.md)."""
     dev = resolve_device(device, "--device")
-    torch.manual_seed(seed)
+    if engine == "auto":
+        engine = "stacked" if dev.type == "cuda" else "sequential"
     np.random.seed(seed % 2**32)
     splits = task.rotation()
-    fits = []
-    for conf in grid_points(task.metadata, grid, points, seed):
-        fit = train(task, scorer, splits[0], conf, dev)
-        fits.append((fit, conf))
+    confs = grid_points(task.metadata, grid, points, seed)
+    seeds = [member_seed(seed, 0, k) for k in range(len(confs))]
+    if engine == "stacked":
+        fits = train_stacked(task, scorer, splits[0], confs, dev, seeds)
+    else:
+        fits = [train(task, scorer, splits[0], c, dev, s) for c, s in zip(confs, seeds)]
     maximize = scorer.maximize if task.metadata.get("use_scoring_for_early_stopping", True) else False  # else: loss
-    fits.sort(key=lambda fc: fc[0].score, reverse=maximize)  # stable: ties keep the shuffled order, as heareval
-    best_fit, best_conf = fits[0]
-    per_split = [best_fit] + [train(task, scorer, s, best_conf, dev) for s in splits[1:]]
+    # stable: ties keep the shuffled order, as heareval
+    best = sorted(range(len(fits)), key=lambda k: fits[k].score, reverse=maximize)[0]
+    per_split = [fits[best]] + [train(task, scorer, s, confs[best], dev, member_seed(seed, i, best))
+                                for i, s in enumerate(splits[1:], start=1)]
     results = []
     for split, fit in zip(splits, per_split):
         probs, logits = predict(fit.model, tensors(task.pooled(split["test"]), dev)[0])
         results.append(scored_fold(task, scorer, split["test"], probs, logits, fit.postprocessing,
                                    {"validation_score": fit.score, "epoch": fit.epoch}))
-    return results, {"hparams": conf_json(best_conf), "postprocessing": [list(p) for p in best_fit.postprocessing],
-                     "grid": grid, "grid_points": points, "seed": seed}
+    return results, {"hparams": conf_json(confs[best]), "postprocessing": [list(p) for p in fits[best].postprocessing],
+                     "grid": grid, "grid_points": points, "seed": seed, "engine": engine}

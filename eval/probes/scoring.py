@@ -52,13 +52,8 @@ def frames_to_events(probs: np.ndarray, times: np.ndarray, labels: list[str], me
 
 def events_of(probs: np.ndarray, split: SplitData, labels: list[str], post: Postprocessing) -> dict[str, list]:
     """{clip slug: events} for all clips of an event split, from frame probabilities [rows, L]."""
-    slugs = np.array([s for s, _ in split.frames])
-    times = np.array([t for _, t in split.frames], dtype=np.float64)
-    out = {}
-    for slug in dict.fromkeys(slugs):  # first-seen order, as heareval's dict
-        rows = slugs == slug
-        out[str(slug)] = frames_to_events(probs[rows], times[rows], labels, **dict(post))
-    return out
+    return {slug: frames_to_events(probs[rows], times, labels, **dict(post))
+            for slug, (rows, times) in split.clips().items()}  # first-seen order, as heareval's dict
 
 
 @dataclass
