@@ -134,6 +134,29 @@ def run_worker(module_file: str, args: list[str], timeout: float | None = None, 
 
 
 # ---- analytic FLOPs ----------------------------------------------------------------------------
+def run_measured(cmd: list[str], env: dict, timeout: float | None = None) -> dict:
+    """Run `cmd` to its end: {"seconds": wall, "rss_bytes": the child's own peak resident set (wait4's ru_maxrss:
+    this process and no other), "rc", "out": stdout + stderr}; a child still running after `timeout` is killed."""
+    import signal
+    import tempfile
+
+    with tempfile.TemporaryFile("w+") as out:
+        start = time.time()
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        deadline = start + timeout if timeout else None
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if deadline and time.time() > deadline:
+                os.killpg(proc.pid, signal.SIGKILL)
+            time.sleep(0.05)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.time() - start
+        out.seek(0)
+        return {"seconds": seconds, "rss_bytes": usage.ru_maxrss * 1024, "rc": proc.returncode, "out": out.read()}
+
+
 def linear_flops(tokens: float, d_in: int, d_out: int) -> float:
     """One Linear applied to `tokens` vectors: 2 * tokens * d_in * d_out multiply-adds counted as 2 FLOPs."""
     return 2.0 * tokens * d_in * d_out

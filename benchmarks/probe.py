@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import load_average, provenance, table, write_json  # noqa: E402
+from common import load_average, provenance, run_measured, table, write_json  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -32,25 +32,32 @@ OURS = ("import sys; from pathlib import Path; from eval.probes.run import probe
         "print(probe_task(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), 42, sys.argv[4], sys.argv[5])[0])")
 
 
-def timed(cmd: list[str]) -> tuple[float, str]:
-    start = time.time()
-    proc = subprocess.run(cmd, env={**prediction_env(), "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
-                          capture_output=True, text=True)
-    if proc.returncode:
-        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-    return time.time() - start, proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+def timed(cmd: list[str], threads: int = 1) -> tuple[float, str, int]:
+    """(seconds, last line printed, the process's peak RSS in bytes) of one subprocess, with eval's environment."""
+    env = {**prediction_env(), "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    run = run_measured(cmd, env)
+    if run["rc"]:
+        sys.exit(f"{' '.join(cmd)} failed:\n{run['out'][-4000:]}")
+    lines = run["out"].strip().splitlines()
+    return run["seconds"], lines[-1] if lines else "", run["rss_bytes"]
 
 
-def bench_task(src: Path, work: Path, grid: str, device: str) -> dict:
-    dst = copy_embeddings(src, work / "heareval" / src.name)
-    t_heareval, _ = timed([sys.executable, "-m", "heareval.predictions.runner", str(dst), "--grid", grid])
-    row = {"task": src.name, "heareval_s": t_heareval, "heareval_score": str(read_score(dst))}
-    for probe in ("mlp", "linear", "knn"):
+def bench_task(src: Path, work: Path, grid: str, device: str, probes: tuple[str, ...] = ("mlp", "linear", "knn"),
+               threads: int = 1, heareval: bool = True) -> dict:
+    """heareval's predictions runner and our probes on the same embeddings folder `src`, each in its own process."""
+    row = {"task": src.name, "grid": grid, "threads": threads}
+    if heareval:
+        dst = copy_embeddings(src, work / "heareval" / src.name)
+        row["heareval_s"], _, row["heareval_rss"] = timed(
+            [sys.executable, "-m", "heareval.predictions.runner", str(dst), "--grid", grid], threads)
+        row["heareval_score"] = str(read_score(dst))
+    for probe in probes:
         out = work / probe / src.name
         shutil.rmtree(out, ignore_errors=True)
-        row[f"{probe}_s"], row[f"{probe}_score"] = timed([sys.executable, "-c", OURS, probe, str(src), str(out), grid,
-                                                          device])
-    row["speedup"] = row["heareval_s"] / row["mlp_s"]
+        row[f"{probe}_s"], row[f"{probe}_score"], row[f"{probe}_rss"] = timed(
+            [sys.executable, "-c", OURS, probe, str(src), str(out), grid, device], threads)
+    if heareval and "mlp_s" in row:
+        row["speedup"] = row["heareval_s"] / row["mlp_s"]
     return row
 
 

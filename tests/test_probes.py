@@ -194,6 +194,7 @@ def _files(*folders: Path) -> list:
     ("unseen", 1, "has labels never in its training split train"),
     ("one-class", 1, "has a single class"),
     ("other-weights", 2, "holds results that are not this model's: they are of other weights"),
+    ("truncated", 1, "cannot be read (ValueError: train.embeddings.npy holds"),
 ])
 def test_probe_refuses_what_it_cannot_score_in_one_line(probe_results, tmp_path, damage, code, message):
     root, out, emb = _copy(probe_results, tmp_path)
@@ -208,6 +209,9 @@ def test_probe_refuses_what_it_cannot_score_in_one_line(probe_results, tmp_path,
         _labels(emb, "train", lambda r: [keep] if r[0] == gone else r)
     elif damage == "one-class":
         _labels(emb, "train", lambda r: ["C4"])
+    elif damage == "truncated":  # a half-copied file: one row short
+        path = emb / "train.embeddings.npy"
+        path.write_bytes(path.read_bytes()[:-4 * json.loads((emb / "train.embedding-dimensions.json").read_text())[1]])
     module = "toy_hear"
     if damage == "other-weights":  # eval's folder of this package's default weights, written by other weights
         module, name = "hear_maeast", "hear_maeast-default"
@@ -244,3 +248,25 @@ def test_embeddings_of_another_version_of_the_task_are_computed_again(probe_resu
     assert f"embedding {PITCH}" in probe_linear() and (emb / "test.embeddings.npy").stat().st_mtime_ns != before
     assert (emb / "task_metadata.json").read_bytes() == metadata.read_bytes()
     assert scores(out / f"{MODEL}-linear" / PITCH)["test"]["test_score"] > 0.5
+
+
+def test_a_task_too_big_for_memory_is_refused_with_the_numbers(probe_results, tmp_path):
+    """Embeddings larger than the memory left (sparse files: nothing is really written) are refused before any
+    row is read: one line with the GiB needed and available."""
+    from eval.probes.data import available_memory, read_task
+    from hear_maeast.errors import WorkFailed
+
+    emb = tmp_path / PITCH
+    shutil.copytree(probe_results[1] / MODEL / PITCH, emb)
+    free = available_memory()
+    if free is None:
+        pytest.skip("no /proc/meminfo on this machine: the memory check is off")
+    dim = 16384
+    rows = free // (2 * 4 * dim * 3) + 1  # each split: the three pooled for the largest data split exceed `free`
+    for split in ("train", "valid", "test"):
+        with open(emb / f"{split}.embeddings.npy", "wb") as f:
+            f.truncate(4 * dim * rows)
+        (emb / f"{split}.embedding-dimensions.json").write_text(json.dumps([int(rows), dim]))
+        (emb / f"{split}.target-labels.pkl").write_bytes(pickle.dumps([["C4"]] * int(rows)))
+    with pytest.raises(WorkFailed, match=r"needs up to \d+\.\d GiB of memory .* GiB are available"):
+        read_task(emb, tmp_path / "out")

@@ -138,8 +138,9 @@ def _read_split(folder: Path, split: str, label_to_idx: dict[str, int], event: b
     return data
 
 
-def read_task(folder: Path) -> TaskData:
-    """A task's embeddings folder (heareval's layout), read and checked (see `check`)."""
+def read_task(folder: Path, out: Path | None = None) -> TaskData:
+    """A task's embeddings folder (heareval's layout), read and checked (see `check`); with `out`, refused first
+    when a probe's matrices would not fit in memory or its predictions on disk under `out` (`check_room`)."""
     folder = Path(folder)
     metadata = check_metadata(folder)
     labels = read_vocabulary(folder)
@@ -147,8 +148,49 @@ def read_task(folder: Path) -> TaskData:
     event = metadata["embedding_type"] == EVENT
     splits = {s: _read_split(folder, s, label_to_idx, event) for s in task_splits(metadata, folder)}
     task = TaskData(folder, metadata, labels, splits)
+    if out is not None:
+        check_room(task, Path(out))
     check(task)
     return task
+
+
+GiB = 2**30
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel says a new allocation can take (MemAvailable); None where /proc/meminfo is missing."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def needs(task: TaskData) -> tuple[int, int]:
+    """(memory, disk) bytes a probe needs for the task, at most: its largest data split's pooled copy and its
+    standardised copy (the linear probe) beside it, and the predictions it writes (target, probabilities, logits
+    [rows, labels] float32 per tested split)."""
+    dim, labels = next(iter(task.splits.values())).x.shape[1], len(task.labels)
+    rows = [sum(len(task.splits[n].y) for n in names) for r in task.rotation() for names in r.values()]
+    return 2 * 4 * dim * sum(sorted(rows)[-3:]), 3 * 4 * labels * sum(len(s.y) for s in task.splits.values())
+
+
+def check_room(task: TaskData, out: Path) -> None:
+    """Refuse up front (WorkFailed, the numbers and a way out) a task whose probe would not fit in memory or on disk."""
+    import shutil
+
+    memory, disk = needs(task)
+    free = available_memory()
+    if free is not None and memory > free:
+        raise WorkFailed(f"{task.name}: a probe needs up to {memory / GiB:.1f} GiB of memory for its training "
+                         f"matrices, {free / GiB:.1f} GiB are available: free memory, or run it on a larger machine")
+    parent = next(p for p in (out, *out.parents) if p.exists())
+    room = shutil.disk_usage(parent).free
+    if disk > room:
+        raise WorkFailed(f"{task.name}: its predictions need {disk / GiB:.2f} GiB on disk, {room / GiB:.2f} GiB are "
+                         f"free under {parent}: free some space, or give another --out")
 
 
 CHUNK_ROWS = 1 << 16  # rows read at a time when a whole split is only scanned (65,536 x D float32)

@@ -122,7 +122,7 @@ def probe_task(probe: str, emb_dir: Path, out: Path, seed: int, grid: str, devic
     if out.exists():
         shutil.rmtree(out)  # of other embeddings or options: ours to redo (it sits in a probe's results folder)
     start = time.time()
-    task = read_task(emb_dir)
+    task = read_task(emb_dir, out)
     found = run_probe(probe, task, seed, grid, device)
     results, info = found if found is not None else (None, {})
     write_results(out, task, probe, results, info)
