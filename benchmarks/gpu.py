@@ -82,7 +82,10 @@ def main(argv=None) -> None:
     if a.check:
         gpu_check.check(a)
         return
-    if a.device == "cuda" and not torch.cuda.is_available():
+    problem = gpu_check.device_problem(a.device, missing_cuda=False)
+    if problem:
+        gpu_check.usage_error(problem, "benchmarks/gpu.py")
+    if torch.device(a.device).type == "cuda" and not torch.cuda.is_available():
         print("GPU benchmarks: no CUDA device here, skipped (run benchmarks/gpu.py on a machine with one).", flush=True)
         write_json(a.json, dict(skipped="no CUDA device", provenance=provenance(torch.device("cpu"))))
         return

@@ -19,7 +19,7 @@ import click
 
 from hear_maeast import __version__
 from hear_maeast.errors import Group
-from hear_maeast.files import atomic_write
+from hear_maeast.files import atomic_write, check_output
 from hear_maeast.provenance import file_sha256
 
 # name -> "module:attribute" of a click.Command
@@ -138,6 +138,7 @@ def embed(audio, model_path, model_options, device, timestamps, output):
     import hear_maeast
     from hear_maeast.audio import load_audio
 
+    check_output(output, audio)  # before any work: never replace an input, a pipe or a device
     options = parse_model_options(model_options)
     if device is not None:
         options["device"] = str(parse_device(device))
@@ -156,7 +157,7 @@ def embed(audio, model_path, model_options, device, timestamps, output):
         with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to the temporary name
             np.savez(f, files=np.array([str(p) for p in audio]), scene=scene, **arrays)
 
-    atomic_write(output, write)
+    atomic_write(output, write, inputs=audio)
     click.echo(f"wrote {output}: {len(audio)} file(s), scene embeddings {scene.shape}")
 
 
@@ -185,6 +186,7 @@ def convert(src: Path, dst: Path, trust_pickle: bool, input_frames: int | None, 
 
     if dst.suffix != ".safetensors":
         raise click.BadParameter(f"{dst}: the destination must end in .safetensors", param_hint="DST")
+    check_output(dst, [src])
     model = load_any(src, trust_pickle=trust_pickle, input_frames=input_frames, patch_size=patch_size)
     provenance = dict(getattr(model, "provenance", {}) or {})
     provenance.update({"source_sha256": file_sha256(src), "converted_by": "hear-maeast convert " + " ".join(sys.argv[2:])})
@@ -209,6 +211,7 @@ def export(ckpt: Path, onnx_path: Path, layer: int):
     import hear_maeast
     from hear_maeast.adapters.onnx import export_onnx
 
+    check_output(onnx_path, [ckpt])  # before the export's work; export_onnx checks it again as it writes
     model = hear_maeast.load_model(str(ckpt), layer=layer)
     export_onnx(model, onnx_path)
     cfg = model.cfg

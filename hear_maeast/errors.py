@@ -16,7 +16,10 @@ from __future__ import annotations
 import os
 import sys
 
-import click
+try:
+    import click
+except ModuleNotFoundError:  # a bare machine (benchmarks/gpu_check.py uses hear_maeast.files): no command line here
+    click = None
 
 
 class HearMaeastError(ValueError):
@@ -75,9 +78,9 @@ class FriendlyErrors:
             ctx.exit(code)
 
 
-class Command(FriendlyErrors, click.Command):
-    pass
+if click is not None:
+    class Command(FriendlyErrors, click.Command):
+        pass
 
-
-class Group(FriendlyErrors, click.Group):
-    pass
+    class Group(FriendlyErrors, click.Group):
+        pass

@@ -19,9 +19,37 @@ _KINDS = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
           (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path), fsync, then rename over `path`: readers never see a half-written file."""
+def check_output(path, inputs=()) -> None:
+    """BadInput unless writing `path` can only ever replace a regular file that is none of `inputs`: a named pipe,
+    a device (/dev/null as root) or a folder at `path` would be replaced by a regular file, and an output that is an
+    input (the same name, a symlink or a hard link to it: the same inode) would replace what is being read."""
     path = Path(path)
+    try:
+        st = os.stat(path)  # follows symlinks: a link to /dev/null is a device
+    except FileNotFoundError:
+        return
+    except OSError as e:  # a link loop, a path through a file
+        raise BadInput(f"{path}: cannot be written ({e.strerror}); choose another output file") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
+        raise BadInput(f"{path} is {kind}, not a regular file; only a regular file is ever written or replaced "
+                       "(choose a file path for the output)")
+    for source in inputs:
+        try:
+            same = os.path.samefile(path, source)
+        except OSError:
+            continue
+        if same:
+            what = ("the input file itself" if os.path.abspath(path) == os.path.abspath(source) else
+                    f"the input file {source} (the same file, by a link)")
+            raise BadInput(f"{path} is {what}; writing it would destroy what is being read: choose another output file")
+
+
+def atomic_write(path: Path, write, inputs=()) -> None:
+    """Call write(tmp_path), fsync, then rename over `path`: readers never see a half-written file. Only a regular
+    file that is none of `inputs` is ever replaced (check_output, before writing and again before the rename)."""
+    path = Path(path)
+    check_output(path, inputs)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -35,6 +63,7 @@ def atomic_write(path: Path, write) -> None:
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; checkpoints are shared like any other file
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        check_output(path, inputs)  # a pipe or a link put there while writing
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)

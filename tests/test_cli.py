@@ -79,3 +79,71 @@ def test_reconstruct_uses_the_default_weights_and_reports_a_missing_model(tmp_pa
     assert (tmp_path / "r.png").stat().st_size > 10_000, res.stdout + res.stderr
     res = cli("reconstruct", clip, "--model", tmp_path / "gone.safetensors", "-o", tmp_path / "x.png", check=False)
     assert res.returncode != 0 and "gone.safetensors" in res.stderr and "Traceback" not in res.stderr
+
+
+def snapshot(folder) -> dict:
+    """Every entry under `folder`: its kind (file, link, pipe) and a file's bytes, to show that nothing changed."""
+    import os
+    import stat
+    from pathlib import Path
+
+    out = {}
+    for p in sorted(Path(folder).rglob("*")):
+        st = os.lstat(p)
+        kind = "link" if stat.S_ISLNK(st.st_mode) else "pipe" if stat.S_ISFIFO(st.st_mode) else "dir" \
+            if stat.S_ISDIR(st.st_mode) else "file"
+        out[str(p)] = (kind, os.readlink(p) if kind == "link" else p.read_bytes() if kind == "file" else None)
+    return out
+
+
+def refused(res, code: int, message: str) -> None:
+    """One `error:` line holding `message`, exit `code`, no traceback."""
+    assert res.returncode == code, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.lower().startswith("error: ") and message in last, last  # click says "Error:"
+
+
+def score_folder(root):
+    """A results folder as `hear-maeast eval` leaves it, for `table`: one model, one two-clip scene task."""
+    task = root / "m" / "t-v1-small"
+    task.mkdir(parents=True)
+    (task / "task_metadata.json").write_text(json.dumps({
+        "task_name": "t", "embedding_type": "scene", "prediction_type": "multiclass", "split_mode": "trainvaltest",
+        "evaluation": ["top1_acc"], "splits": ["train", "valid", "test"]}))
+    (task / "labelvocabulary.csv").write_text("idx,label\n0,a\n1,b\n")
+    for split in ("train", "valid", "test"):
+        (task / f"{split}.json").write_text(json.dumps({f"{split}_0.wav": ["a"], f"{split}_1.wav": ["b"]}))
+    (task / "test.predicted-scores.json").write_text(json.dumps({"test": {"test_score": 0.5}}))
+    return root
+
+
+def test_no_output_replaces_an_input_a_pipe_or_a_device(micro_checkpoints, tmp_path):
+    """Every output goes through hear_maeast.files.atomic_write, which replaces only a regular file that is none of
+    the command's inputs (check_output). Before: `export CKPT --onnx CKPT` replaced the checkpoint with the graph,
+    and an output that was a named pipe (or, as root, /dev/null) was replaced by a regular file."""
+    import os
+    import shutil
+
+    ckpt = tmp_path / "model.safetensors"
+    shutil.copy(micro_checkpoints["msm-mae-micro"], ckpt)
+    (tmp_path / "link.safetensors").symlink_to(ckpt.name)
+    os.link(ckpt, tmp_path / "hard.safetensors")
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "null").symlink_to(os.devnull)  # as root, replacing /dev/null itself would break the machine
+    sf.write(tmp_path / "a.wav", np.zeros(1600, np.float32), 16000)
+    results = score_folder(tmp_path / "results")
+    before = snapshot(tmp_path)
+    for args, code, message in [
+        (["export", ckpt, "--onnx", ckpt], 2, f"{ckpt} is the input file itself; writing it would destroy"),
+        (["export", ckpt, "--onnx", tmp_path / "link.safetensors"], 2, f"is the input file {ckpt} (the same file, by a link)"),
+        (["export", ckpt, "--onnx", tmp_path / "hard.safetensors"], 2, f"is the input file {ckpt} (the same file, by a link)"),
+        (["export", ckpt, "--onnx", tmp_path / "pipe"], 2, f"{tmp_path / 'pipe'} is a named pipe, not a regular file"),
+        (["export", ckpt, "--onnx", tmp_path / "null"], 2, f"{tmp_path / 'null'} is a character device, not a regular"),
+        (["export", ckpt, "--onnx", tmp_path], 2, "is a directory"),
+        (["convert", ckpt, tmp_path / "link.safetensors"], 2, f"is the input file {ckpt} (the same file, by a link)"),
+        (["embed", tmp_path / "a.wav", "--model", ckpt, "-o", tmp_path / "a.wav"], 2, "is the input file itself"),
+        (["table", results, "-o", tmp_path / "pipe"], 2, f"{tmp_path / 'pipe'} is a named pipe, not a regular file"),
+    ]:
+        refused(cli(*args, check=False), code, message)
+    assert snapshot(tmp_path) == before  # the checkpoint, both links, the pipe and the link to /dev/null survive

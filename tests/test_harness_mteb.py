@@ -56,7 +56,39 @@ def test_audio_at_a_rate_it_did_not_declare_is_refused(micro_checkpoints):
         dataset = type("D", (), {"column_names": ["audio", "label"]})()
 
     meta = type("M", (), {"name": "Toy"})()
-    with pytest.raises(BadInput, match="MTEB task Toy: audio at 8000 Hz, but this adapter declared 16000 Hz"):
+    with pytest.raises(BadInput, match="MTEB task Toy, split test, clip 0: audio at 8000 Hz, but this adapter declared 16000 Hz"):
         model.encode(Rows(batch), task_metadata=meta, hf_split="test", hf_subset="default")
     with pytest.raises(BadInput, match=r"layer=4: expected an int in 1\.\.2"):
         MaeastAudioModel(str(micro_checkpoints["msm-mae-micro"]), layer=4)
+
+
+def test_rows_it_would_embed_wrongly_are_refused_by_clip(micro_checkpoints):
+    """Before: a channels-last stereo row [16000, 2] was embedded as a 2-sample clip, a quiet int16 row as floats,
+    and an empty split ended in numpy's "need at least one array to stack"."""
+    import numpy as np
+
+    from hear_maeast.adapters.mteb import MaeastAudioModel
+
+    model = MaeastAudioModel(str(micro_checkpoints["msm-mae-micro"]))
+
+    class Rows(list):
+        dataset = type("D", (), {"column_names": ["audio", "label"]})()
+
+    meta = type("M", (), {"name": "Toy"})()
+
+    def encode(*arrays):
+        rows = Rows([{"audio": [{"array": a, "sampling_rate": 16000} for a in arrays]}] if arrays else [])
+        return model.encode(rows, task_metadata=meta, hf_split="test", hf_subset="default")
+
+    stereo = np.random.default_rng(0).standard_normal((2, 16000)).astype(np.float32) * 0.1  # channels first
+    mixed = model.embedder.scene(torch.from_numpy(stereo.mean(0))[None]).numpy()
+    assert np.array_equal(encode(stereo, stereo[0])[0], mixed[0])
+    for arrays, message in [((stereo[0], stereo.T), r"MTEB task Toy, split test, clip 1: audio of shape \(16000, 2\) "
+                                                     r"\(channels last\? transpose it"),
+                            ((np.full(16000, 3, np.int16),), "clip 0: audio of dtype torch.int16; expected floats"),
+                            ((), "MTEB task Toy, split test: no clips to embed")]:
+        with pytest.raises(BadInput, match=message):
+            encode(*arrays)
+    if not torch.cuda.is_available():
+        with pytest.raises(BadInput, match="device 'cuda': this machine has 0 CUDA device"):
+            MaeastAudioModel(str(micro_checkpoints["msm-mae-micro"]), device="cuda")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -42,6 +43,7 @@ def exported(micro_checkpoints, tmp_path_factory) -> dict:
         torch_model = Embedder(str(micro_checkpoints[name])).model
         path = out / f"{name}.onnx"
         if name.startswith("mae-ast"):
+            path.write_bytes(b"an older export")  # an existing OUT is replaced, atomically
             command = [sys.executable, "-m", "hear_maeast", "export", str(micro_checkpoints[name]), "--onnx", str(path)]
             run = subprocess.run(command, capture_output=True, text=True, env=env1(), timeout=300, cwd=REPO)
             assert run.returncode == 0, run.stderr[-2000:]
@@ -66,13 +68,25 @@ def test_per_chunk_outputs_equal_torch_on_real_speech(exported, speech, name):
         assert rel(ours, torch_model.encode(chunk)) < RTOL
 
 
+def samples(model, length: str) -> int:
+    """A clip length in samples: shorter than one patch, exactly one chunk (input_frames frames), or seconds."""
+    if length == "under-a-patch":
+        n = 800  # 50 ms: 6 frames (MSM-MAE) or 3 (MAE-AST), a patch is 16
+        assert model.frontend.num_frames(n) < model.cfg.patch_size[1]
+        return n
+    if length == "one-chunk":
+        return next(n for n in range(model.cfg.input_frames * 160 - 800, model.cfg.input_frames * 160 + 800)
+                    if model.frontend.num_frames(n) == model.cfg.input_frames)
+    return int(float(length.rstrip("s")) * 16000)
+
+
 @pytest.mark.parametrize("name", FAMILIES)
-@pytest.mark.parametrize("seconds", [0.5, 3.0, 30.0])
-def test_scene_and_timestamp_embeddings_equal_torch(exported, speech, name, seconds):
+@pytest.mark.parametrize("length", ["under-a-patch", "one-chunk", "0.5s", "3s", "30s"])  # 30 s: many chunks
+def test_scene_and_timestamp_embeddings_equal_torch(exported, speech, name, length):
     import hear_maeast
 
     torch_model, onnx_model = exported[name]
-    audio = speech[None, : int(seconds * 16000)]
+    audio = speech[None, : samples(torch_model, length)]
     assert rel(hear_maeast.get_scene_embeddings(audio, onnx_model),
                hear_maeast.get_scene_embeddings(audio, torch_model)) < RTOL
     (emb, ts), (ref, ref_ts) = (hear_maeast.get_timestamp_embeddings(audio, m) for m in (onnx_model, torch_model))
@@ -110,3 +124,66 @@ def test_export_command_refuses_a_layer_the_model_lacks_in_one_line(micro_checkp
 
     out = run_cli("export", micro_checkpoints["msm-mae-micro"], "--onnx", tmp_path / "x.onnx", "--layer", "9", code=2)
     assert "layer=9: expected an int in 1..2 or -1 (last)" in out and not (tmp_path / "x.onnx").exists()
+
+
+def test_a_graph_is_checked_against_its_metadata_before_it_is_used(exported, tmp_path):
+    """load_onnx checks a graph's inputs, outputs and one chunk against the configuration in its metadata. Before: a
+    graph carrying another model's metadata loaded and failed (or embedded wrongly) later, a damaged layer field was
+    an internal error, and a named pipe was "not found"."""
+    import os
+
+    import onnx
+
+    from hear_maeast.checkpoint import CheckpointError
+
+    from hear_maeast.config import get_preset
+
+    graphs = {name: Path(exported[name][1].source) for name in FAMILIES}  # the fixture's exports
+    data = graphs["mae-ast-patch-micro"].read_bytes()
+    for cut in (16, len(data) // 2, len(data) - 100):  # a copy cut short: header, weights, metadata
+        (tmp_path / "cut.onnx").write_bytes(data[:cut])
+        with pytest.raises(CheckpointError, match=f"^{tmp_path / 'cut.onnx'}: "):
+            load_onnx(tmp_path / "cut.onnx")
+
+    def relabelled(name: str, **meta) -> str:
+        graph = onnx.load(str(graphs["mae-ast-patch-micro"]))
+        for prop in graph.metadata_props:
+            prop.value = meta.get(prop.key, prop.value)
+        onnx.save(graph, str(tmp_path / name))
+        return str(tmp_path / name)
+
+    with pytest.raises(CheckpointError, match="the graph takes 128 mel bins .* its metadata describes msm-mae-micro"):
+        load_onnx(relabelled("msm.onnx", **{"hear_maeast/config": exported["msm-mae-micro"][0].cfg.to_json()}))
+    with pytest.raises(CheckpointError, match="does not run on one chunk of mae-ast-frame-micro"):  # 128 bins, 32-d too
+        load_onnx(relabelled("frame.onnx", **{"hear_maeast/config": get_preset("mae-ast-frame-micro").to_json()}))
+    with pytest.raises(CheckpointError, match="its hear_maeast metadata is damaged"):
+        load_onnx(relabelled("layer.onnx", **{"hear_maeast/layer": "last"}))
+    os.mkfifo(tmp_path / "pipe.onnx")
+    with pytest.raises(BadInput, match="pipe.onnx is a named pipe, not a regular file"):
+        load_onnx(tmp_path / "pipe.onnx")
+    with pytest.raises(BadInput, match=r"layer=5: expected an int in 1\.\.2 or -1"):
+        Embedder(onnx=str(graphs["msm-mae-micro"]), layer=5)
+    if not torch.cuda.is_available():
+        with pytest.raises(BadInput, match="device 'cuda': this machine has 0 CUDA device"):
+            Embedder(onnx=str(graphs["msm-mae-micro"]), device="cuda")
+
+
+def test_export_on_a_full_disk_is_one_line_and_keeps_the_previous_file(micro_checkpoints, tmp_path):
+    """A real ENOSPC (a 64 KiB tmpfs in a private mount namespace): one line naming OUT, exit 1, the previous file
+    byte for byte and no temporary left."""
+    import shutil
+
+    out = tmp_path / "out"
+    out.mkdir()
+    script = ('mount -t tmpfs -o size=64k tmpfs "$0" || exit 99; echo previous > "$0/m.onnx"; "$@"; rc=$?; '
+              'echo "LEFT:$(ls -A "$0" | tr "\\n" " ")"; cat "$0/m.onnx"; exit $rc')
+    prefix = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, str(out)]
+    if not shutil.which("unshare") or subprocess.run([*prefix, "true"], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tiny tmpfs here (unshare)")
+    run = subprocess.run([*prefix, sys.executable, "-m", "hear_maeast", "export", str(micro_checkpoints["msm-mae-micro"]),
+                          "--onnx", str(out / "m.onnx")], capture_output=True, text=True, env=env1(), timeout=300,
+                         cwd=REPO)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert run.stderr.strip().splitlines()[-1] == (f"error: No space left on device: {out / 'm.onnx'} (free some space "
+                                                   "or choose another output folder)"), run.stderr
+    assert run.stdout.split("LEFT:")[1].splitlines() == ["m.onnx ", "previous"]  # no temporary, the old file

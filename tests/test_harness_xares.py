@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -40,6 +41,30 @@ def test_encoder_refuses_a_layer_the_model_lacks_and_a_file_that_is_not_ours(mic
     monkeypatch.setenv("HEAR_MAEAST_LAYER", "last")
     with pytest.raises(BadInput, match="HEAR_MAEAST_LAYER='last'"):
         MaeastEncoder(str(micro_checkpoints["msm-mae-micro"]))
+
+
+def test_the_task_encodes_one_clip_at_a_time_since_xares_pads_batches_without_lengths(micro_checkpoints, tmp_path,
+                                                                                      monkeypatch):
+    """X-ARES collates a batch by zero-padding its clips to the longest and hands the encoder the audio only
+    (`for (audio, _), ... in dl: self.encoder(audio)`): no encoder can tell the padding from the clip, and through
+    attention the padding changes the clip's own frames. So the task encodes one clip per batch (before: 8)."""
+    import json
+
+    from xares.audiowebdataset import pad
+
+    from hear_maeast.adapters.xares import LABELS_FILE, hear_task_config
+
+    encoder = MaeastEncoder(str(micro_checkpoints["mae-ast-patch-micro"]))
+    (tmp_path / LABELS_FILE).write_text(json.dumps({"labels": ["a", "b"], "folds": ["fold00", "fold01"]}))
+    monkeypatch.setenv("HEAR_MAEAST_XARES_TASK", str(tmp_path))
+    assert hear_task_config(encoder).batch_size_encode == 1
+    short, long = torch.randn(20000) * 0.1, torch.randn(60000) * 0.1
+    padded, _ = pad([short, long])  # X-ARES's own collation: [2, 60000]
+    alone = encoder(short[None])[0]  # [T, D]
+    assert not torch.allclose(encoder(padded)[0, : len(alone)], alone, atol=1e-3)  # what batching would give
+    monkeypatch.setenv("HEAR_MAEAST_XARES_EPOCHS", "ten")
+    with pytest.raises(BadInput, match="HEAR_MAEAST_XARES_EPOCHS='ten': expected a positive int"):
+        hear_task_config(encoder)
 
 
 def skip_unless_torchaudio_decodes(tmp_path) -> None:
@@ -78,4 +103,23 @@ def test_one_xares_task_runs_end_to_end_on_local_shards_of_real_audio(micro_chec
     scores = folder / "checkpoints" / "MaeastEncoder"
     mlp, knn = (float((scores / f).read_text().split()[0]) for f in ("mlp_score.txt", "knn_score.txt"))
     assert 0.0 <= mlp <= 1.0 and 0.0 <= knn <= 1.0
-    assert len(list((folder / "embeddings" / "MaeastEncoder").glob("wds-encoded-fold-fold0*-*.tar"))) == 5
+    encoded = sorted((folder / "embeddings" / "MaeastEncoder").glob("wds-encoded-fold-fold0*-*.tar"))
+    assert len(encoded) == 5
+    # what X-ARES stored for a clip is the encoder's output on that clip alone (X-ARES zero-pads a batch of several
+    # lengths and drops them, so hear_task_config encodes one clip at a time; before, 8 at a time, padded)
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    encoder = MaeastEncoder(str(micro_checkpoints["mae-ast-patch-micro"]))
+    with tarfile.open(folder / "wds-audio-fold-fold00-000000.tar") as tar:
+        wavs = [(Path(m.name).stem, sf.read(io.BytesIO(tar.extractfile(m).read()), dtype="float32")[0])
+                for m in tar.getmembers() if m.name.endswith(".wav")]
+    with tarfile.open(encoded[0]) as tar:
+        stored = {Path(m.name).stem: np.load(io.BytesIO(tar.extractfile(m).read()))
+                  for m in tar.getmembers() if m.name.endswith(".npy")}
+    assert len(stored) == len(wavs) == 20
+    for i, (name, clip) in enumerate(wavs):  # X-ARES keys an embedding by clip name and batch number
+        embedding, alone = stored[f"{name}{i}"], encoder(torch.from_numpy(clip)[None])[0].numpy()
+        assert embedding.shape == alone.shape and np.allclose(embedding, alone, atol=1e-5), name

@@ -11,15 +11,20 @@ harness. The adapters only reshape what the API returns into each harness's cont
     onnx.export_onnx      the per-chunk encoder as an ONNX graph; onnx.load_onnx runs it under the HEAR API
 
 Bad input is refused as the HEAR API refuses it (BadInput, one line): a layer the model lacks, a checkpoint that is
-not ours (load_model), and audio at a rate other than the one the adapter declared to its harness (check_rate).
+not ours (load_model), audio at a rate other than the one the adapter declared to its harness (check_rate), and
+audio that is not float mono or channels-first, or an empty batch (clip, batch). The torch-module adapters
+(X-ARES, s3prl) move with `.to(device)` like any torch module (HarnessModule).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from hear_maeast.errors import BadInput
 from hear_maeast.timing import SAMPLE_RATE
+
+MAX_CHANNELS = 16  # a clip with more "channels" than this is [n_samples, channels], or not audio
 
 
 class Embedder:
@@ -35,6 +40,9 @@ class Embedder:
 
             if checkpoint or model_options:
                 raise BadInput(f"onnx={onnx!r}: the graph holds the model; pass no checkpoint or model options with it")
+            if device is not None and api.resolve_device(device).type != "cpu":
+                raise BadInput(f"onnx={onnx!r}, device={str(device)!r}: an exported graph runs on onnxruntime's CPU "
+                               "provider; leave out device, or embed with the checkpoint itself")
             self.model = load_onnx(onnx, layer=layer)
         else:
             options = dict(model_options, layer=layer, **({"device": device} if device is not None else {}))
@@ -53,6 +61,42 @@ class Embedder:
             raise BadInput(f"{harness}: audio at {rate} Hz, but this adapter declared {self.sample_rate} Hz; resample "
                            f"it to {self.sample_rate} Hz first (hear_maeast.audio.resample)")
 
+    def clip(self, audio, harness: str) -> torch.Tensor:
+        """One clip as a harness hands it (a numpy array, a tensor or a list): [N] mono, or channels first
+        [C <= MAX_CHANNELS, N] (MTEB's and torchaudio's layout, mixed down), floats in [-1, 1] -> [N] float32.
+        Anything else is BadInput naming `harness`: integer samples (a quiet int16 clip would pass the API's peak
+        check as floats 32768 times too loud), [N, C] (it would be embedded as C samples), 0 samples."""
+        try:
+            x = audio.detach() if isinstance(audio, torch.Tensor) else torch.from_numpy(np.asarray(audio))
+        except (TypeError, ValueError) as e:  # ragged lists, strings, objects
+            raise BadInput(f"{harness}: audio that is not an array of samples ({' '.join(str(e).split())[:120]}); "
+                           "expected [n_samples] floats") from None
+        if not x.is_floating_point():
+            raise BadInput(f"{harness}: audio of dtype {x.dtype}; expected floats in [-1, 1] (divide int16 PCM by "
+                           "32768, int32 by 2147483648)")
+        if x.ndim == 2 and x.shape[0] <= MAX_CHANNELS and x.shape[0] < x.shape[1]:
+            x = x.mean(0)  # channels first
+        if x.ndim != 1:
+            last = x.ndim == 2 and x.shape[0] > x.shape[1] and x.shape[1] <= MAX_CHANNELS
+            hint = " (channels last? transpose it: array.T)" if last else ""
+            raise BadInput(f"{harness}: audio of shape {tuple(x.shape)}{hint}; expected [n_samples] mono or "
+                           f"[channels <= {MAX_CHANNELS}, n_samples] channels first, at {self.sample_rate} Hz")
+        if len(x) == 0:
+            raise BadInput(f"{harness}: a clip of 0 samples; expected at least one sample per clip")
+        return x.float()
+
+    def batch(self, audio, harness: str) -> torch.Tensor:
+        """A batch as a harness hands it: a float tensor [B >= 1, N >= 1] of mono clips, else BadInput naming it."""
+        if not isinstance(audio, torch.Tensor):
+            raise BadInput(f"{harness}: audio of type {type(audio).__name__}; expected a float tensor [batch, n_samples]")
+        if not audio.is_floating_point():
+            raise BadInput(f"{harness}: audio of dtype {audio.dtype}; expected floats in [-1, 1] (divide int16 PCM by "
+                           "32768, int32 by 2147483648)")
+        if audio.ndim != 2 or 0 in audio.shape:
+            raise BadInput(f"{harness}: audio of shape {tuple(audio.shape)}; expected [batch >= 1, n_samples >= 1] "
+                           f"mono at {self.sample_rate} Hz")
+        return audio
+
     def timestamps(self, audio) -> tuple[torch.Tensor, torch.Tensor]:
         """[n, N] -> (embeddings [n, K, D_stamp], timestamps [n, K] ms): get_timestamp_embeddings."""
         return self.api.get_timestamp_embeddings(audio, self.model)
@@ -64,6 +108,36 @@ class Embedder:
     def layer_states(self, audio) -> list[torch.Tensor]:
         """[n, N] -> [depth x [n, C, Fg*D]]: get_layer_states."""
         return self.api.get_layer_states(audio, self.model)
+
+
+class HarnessModule(torch.nn.Module):
+    """A torch module around an Embedder (the X-ARES encoder, the s3prl upstream): the model is a registered
+    submodule, so `.to(device)` moves it as it moves any torch module; a device this machine lacks is BadInput (one
+    line), not torch's error. An exported graph stays on onnxruntime's CPU provider; `output` puts what it returns
+    on the device the module was moved to either way."""
+
+    def __init__(self, embedder: Embedder):
+        super().__init__()
+        self.embedder, self.model = embedder, embedder.model
+        self.output_device = embedder.model.device
+
+    def to(self, *args, **kwargs):
+        device, dtype, *_ = torch._C._nn._parse_to(*args, **kwargs)
+        if dtype is not None and dtype != torch.float32:  # the API feeds float32 audio; autocast gives bf16 / fp16
+            raise BadInput(f"{type(self).__name__}.to({dtype}): the model runs in float32; for mixed precision run it "
+                           "under torch.autocast instead")
+        if device is not None:
+            self.output_device = self.embedder.api.resolve_device(str(device), f"{type(self).__name__}.to")
+        return super().to(*args, **kwargs)
+
+    def cuda(self, device=None):
+        return self.to("cuda" if device is None else torch.device("cuda", device) if isinstance(device, int) else device)
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def output(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.output_device)
 
 
 def require(module: str, extra: str):

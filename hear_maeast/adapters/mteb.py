@@ -6,9 +6,12 @@ classification task built from a HEAR scene task folder (nothing from the hub).
     task = local_task("path/to/spoken_digit-1.0.9-small")          # a HEAR task folder, e.g. ../shared/data's
     result = mteb.evaluate(MaeastAudioModel("model.safetensors"), task, cache=None)
 
-Embeddings are the HEAR API's scene embeddings, one clip at a time at its own length (the API chunks long clips).
-Audio must arrive at 16 kHz: MTEB's AudioCollator would resample other rates with torchaudio; this model refuses
-them instead (BadInput naming the rate), so what it embeds is what the HEAR API embeds. The local task passes
+Embeddings are the HEAR API's scene embeddings, one clip at a time at its own length (the API chunks long clips),
+so a clip's embedding never depends on the other clips of its batch. Each row is [n_samples] or channels first
+[channels, n_samples] floats (mixed down, as MTEB's collator); integer samples, [n_samples, channels], a clip of 0
+samples and an empty split are refused by name (Embedder.clip). Audio must arrive at 16 kHz: MTEB's AudioCollator
+would resample other rates with torchaudio; this model refuses them instead (BadInput naming the rate), so what it
+embeds is what the HEAR API embeds. The local task passes
 audio as arrays ({"array", "sampling_rate"} rows, no `datasets.Audio` feature), so no torchcodec or FFmpeg is needed.
 """
 
@@ -17,7 +20,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from hear_maeast.adapters import Embedder, require
 from hear_maeast.errors import BadInput
@@ -54,10 +56,13 @@ class MaeastAudioModel(AbsEncoder):
         out = []
         for batch in inputs:
             for row in batch["audio"]:
-                self.embedder.check_rate(row["sampling_rate"], f"MTEB task {task_metadata.name}")
-                audio = torch.as_tensor(np.asarray(row["array"], dtype=np.float32))
-                audio = audio.mean(0) if audio.ndim == 2 else audio  # channels first, as MTEB's collator
-                out.append(self.embedder.scene(audio[None])[0].numpy())
+                where = f"MTEB task {task_metadata.name}, split {hf_split}, clip {len(out)}"
+                self.embedder.check_rate(row["sampling_rate"], where)
+                audio = self.embedder.clip(row["array"], where)  # [N] mono (channels first, as MTEB's collator)
+                out.append(self.embedder.scene(audio[None])[0].cpu().numpy())
+        if not out:
+            raise BadInput(f"MTEB task {task_metadata.name}, split {hf_split}: no clips to embed (an empty split); "
+                           "give the task at least one clip per split")
         return np.stack(out)  # [n, D]
 
 

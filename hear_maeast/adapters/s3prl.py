@@ -15,19 +15,20 @@ API embeds one clip, and the frames are zero-padded to the longest clip.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from hear_maeast.adapters import Embedder
+from hear_maeast.adapters import Embedder, HarnessModule
 from hear_maeast.errors import BadInput
 from hear_maeast.timing import HOP
 
 
-class MaeastUpstream(torch.nn.Module):
-    """hidden states [depth x [B, T, Fg*D]], downsample rate pw * 160 samples at 16 kHz."""
+class MaeastUpstream(HarnessModule):
+    """hidden states [depth x [B, T, Fg*D]], downsample rate pw * 160 samples at 16 kHz; `.to(device)` moves it."""
 
     def __init__(self, checkpoint: str = "", *, sample_rate: int = 16000, **model_options):
-        super().__init__()
-        self.embedder = Embedder(checkpoint, **model_options)
+        super().__init__(Embedder(checkpoint, **model_options))
         self.embedder.check_rate(sample_rate, "s3prl")
         cfg = self.embedder.cfg
         self.num_layers = cfg.depth
@@ -36,15 +37,22 @@ class MaeastUpstream(torch.nn.Module):
 
     def forward(self, wavs: torch.Tensor, wavs_len: torch.Tensor) -> tuple[list, list]:
         """wavs [B, N] (zero-padded), wavs_len [B] -> ([depth x [B, T, H]], [depth x lengths [B]])."""
-        if wavs.ndim != 2 or wavs_len.shape != (wavs.shape[0],):
-            raise BadInput(f"s3prl: wavs {tuple(wavs.shape)} and wavs_len {tuple(wavs_len.shape)}: expected "
+        wavs = self.embedder.batch(wavs, "s3prl upstream: wavs")  # [B >= 1, N >= 1] floats
+        wavs_len = torch.as_tensor(wavs_len)
+        if wavs_len.shape != (wavs.shape[0],):
+            raise BadInput(f"s3prl upstream: wavs {tuple(wavs.shape)} and wavs_len {tuple(wavs_len.shape)}: expected "
                            "[B, N] and [B]")
-        clips = [self.embedder.layer_states(wav[None, : int(n)]) for wav, n in zip(wavs, wavs_len)]  # B x depth
-        lens = torch.tensor([states[0].shape[1] for states in clips], dtype=torch.long)  # [B]
+        lengths = wavs_len.tolist()
+        bad = [i for i, n in enumerate(lengths) if not (math.isfinite(n) and n == int(n) and 1 <= n <= wavs.shape[1])]
+        if bad:  # a longer length would embed the padding, a negative one cut from the end: another clip either way
+            raise BadInput(f"s3prl upstream: wavs_len {[lengths[i] for i in bad[:5]]} at {bad[:5]}; expected whole "
+                           f"numbers of samples in 1..{wavs.shape[1]} (the padded length of wavs)")
+        clips = [self.embedder.layer_states(wav[None, : int(n)]) for wav, n in zip(wavs, lengths)]  # B x depth
+        lens = torch.tensor([states[0].shape[1] for states in clips], dtype=torch.long, device=wavs_len.device)  # [B]
         hidden = []
         for layer in range(self.num_layers):
             frames = [states[layer][0] for states in clips]  # B x [T_b, H]
-            hidden.append(torch.nn.utils.rnn.pad_sequence(frames, batch_first=True))  # [B, T, H]
+            hidden.append(self.output(torch.nn.utils.rnn.pad_sequence(frames, batch_first=True)))  # [B, T, H]
         return hidden, [lens] * self.num_layers
 
 

@@ -20,20 +20,20 @@ from pathlib import Path
 
 import torch
 
-from hear_maeast.adapters import Embedder, require
+from hear_maeast.adapters import Embedder, HarnessModule, require
 from hear_maeast.errors import BadInput
 from hear_maeast.timing import SAMPLE_RATE
 
 LABELS_FILE = "hear_maeast_labels.json"  # the task's label vocabulary and folds, next to its shards
 
 
-class MaeastEncoder(torch.nn.Module):
-    """X-ARES encoder: audio [B, N] at 16 kHz -> timestamp embeddings [B, T, output_dim], every hop_size_in_ms."""
+class MaeastEncoder(HarnessModule):
+    """X-ARES encoder: audio [B, N] at 16 kHz -> timestamp embeddings [B, T, output_dim], every hop_size_in_ms.
+    `.to(device)` moves the model (X-ARES calls it with cuda when there is a GPU)."""
 
     sampling_rate = SAMPLE_RATE
 
     def __init__(self, checkpoint: str | None = None, layer: int | None = None, onnx: str | None = None):
-        super().__init__()
         checkpoint = os.environ.get("HEAR_MAEAST_CHECKPOINT", "") if checkpoint is None else checkpoint
         onnx = os.environ.get("HEAR_MAEAST_ONNX", "") if onnx is None else onnx
         if layer is None:
@@ -42,13 +42,13 @@ class MaeastEncoder(torch.nn.Module):
                 layer = int(text)
             except ValueError:
                 raise BadInput(f"HEAR_MAEAST_LAYER={text!r}: expected an int (1-based block, -1 = last)") from None
-        self.embedder = Embedder(checkpoint, layer=layer, onnx=onnx)
+        super().__init__(Embedder(checkpoint, layer=layer, onnx=onnx))
         self.output_dim = self.embedder.cfg.timestamp_embedding_size
         self.hop_size_in_ms = self.embedder.cfg.hop_ms
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:  # [B, N] -> [B, T, D]
-        embeddings, _ = self.embedder.timestamps(audio)
-        return embeddings
+        embeddings, _ = self.embedder.timestamps(self.embedder.batch(audio, "X-ARES encoder"))
+        return self.output(embeddings)
 
 
 def write_shards(task_dir, env_root) -> Path:
@@ -84,11 +84,15 @@ def hear_task_config(encoder):
     if not (folder / LABELS_FILE).is_file():
         raise BadInput(f"HEAR_MAEAST_XARES_TASK={str(folder)!r}: no {LABELS_FILE} there; build the shards with "
                        "`python -m hear_maeast.adapters.xares shards TASK_DIR ENV_ROOT`")
+    text = os.environ.get("HEAR_MAEAST_XARES_EPOCHS", "10")
+    if not text.isdigit() or int(text) < 1:
+        raise BadInput(f"HEAR_MAEAST_XARES_EPOCHS={text!r}: expected a positive int (the MLP's epochs)")
     facts = json.loads((folder / LABELS_FILE).read_text())
     index = {label: i for i, label in enumerate(facts["labels"])}
     return TaskConfig(name=folder.name, env_root=str(folder.parent), private=True, encoder=encoder,
                       k_fold_splits=facts["folds"], output_dim=len(index), label_processor=lambda x: index[x["label"]],
-                      epochs=int(os.environ.get("HEAR_MAEAST_XARES_EPOCHS", "10")), batch_size_encode=8,
+                      epochs=int(text),
+                      batch_size_encode=1,  # X-ARES zero-pads a batch and drops the lengths: one clip, no padding
                       num_encoder_workers=0, metric="accuracy", eval_weight=1)
 
 
