@@ -309,5 +309,77 @@ def finetune(s, keep) -> dict:
     return res
 
 
+# ---- the probes' engine -------------------------------------------------------------------------------------------
+def embeddings_task(folder: Path, kind: str, rows: dict[str, int], labels: int, dim: int, seed: int = 0) -> Path:
+    """A heareval embeddings folder of class-structured Gaussian rows (no audio, no TensorFlow): `kind` "scene"
+    (multiclass; k-fold when the splits are folds) or "event" (frames of 40 ms, events of 0.3-2 s)."""
+    import pickle
+
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((labels, dim)).astype(np.float32)
+    folder.mkdir(parents=True, exist_ok=True)
+    splits = list(rows)
+    meta = dict(task_name=f"gpu_{kind}", embedding_type=kind, prediction_type="multiclass" if kind == "scene" else
+                "multilabel", split_mode="trainvaltest" if "train" in rows else "new_split_kfold", splits=splits,
+                evaluation=["top1_acc"] if kind == "scene" else ["event_onset_200ms_fms"], sample_duration=120.0)
+    meta["nfolds"] = len(splits)
+    for split, n in rows.items():
+        if kind == "scene":
+            y = [[str(v)] for v in rng.permutation(np.arange(n) % labels)]  # every label in every split
+            (folder / f"{split}.json").write_text(json.dumps({f"{split}_{i}.wav": l for i, l in enumerate(y)}))
+        else:  # n frames over clips of 120 s (3000 frames each), an event every 2-6 s
+            clips, times = {}, []
+            for c in range(max(1, n // 3000)):
+                starts = np.cumsum(rng.uniform(2000, 6000, 30))
+                clips[f"{split}_{c}.wav"] = [dict(label=str(rng.integers(labels)), start=float(t), end=float(t + 1000))
+                                             for t in starts if t < 118_000]
+                times += [(f"{split}_{c}.wav", 20.0 + 40 * k) for k in range(3000)]
+            y = [[e["label"] for e in clips[c] if e["start"] <= t <= e["end"]] for c, t in times]
+            (folder / f"{split}.json").write_text(json.dumps(clips))
+            (folder / f"{split}.filename-timestamps.json").write_text(json.dumps(times))
+        x = rng.standard_normal((len(y), dim), dtype=np.float32)
+        for i, row in enumerate(y):
+            x[i] += sum((centres[int(l)] for l in row), np.zeros(dim, np.float32))
+        x.tofile(folder / f"{split}.embeddings.npy")
+        (folder / f"{split}.embedding-dimensions.json").write_text(json.dumps([len(y), dim]))
+        (folder / f"{split}.target-labels.pkl").write_bytes(pickle.dumps(y))
+    (folder / "labelvocabulary.csv").write_text("idx,label\n" + "".join(f"{i},{i}\n" for i in range(labels)))
+    (folder / "task_metadata.json").write_text(json.dumps(meta))
+    return folder
+
+
+PROBE_SHAPES = {  # (kind, rows per split, labels): ESC-50's shape, a quarter of DCASE 2016 task 2's, a fifth of
+    # FSD50K's rows and labels (multiclass here: one label per row)
+    "esc50": ("scene", {f"fold{i:02d}": 400 for i in range(5)}, 50),
+    "dcase2016_task2-quarter": ("event", {"train": 27000, "valid": 6000, "test": 27000}, 11),
+    "fsd50k-like-0.2": ("scene", {"train": 7200, "valid": 900, "test": 2000}, 200),
+}
+
+
+def probes(s, keep) -> dict:
+    """The mlp probe (heareval's protocol, grid s["probe_grid"]) on the device: stacked and one member at a time, on the same
+    rows; seconds and scores each (the two must agree: the same arithmetic up to the device's rounding)."""
+    from eval.probes import mlp
+    from eval.probes.data import read_task
+    from eval.probes.scoring import Scorer
+
+    items = []
+    for name, (kind, rows, labels) in PROBE_SHAPES.items():
+        if s["device"] == "cpu":  # the dry run: the same code on a sliver of each shape
+            rows = {k: max(labels, v // 100) if kind == "scene" else 3000 for k, v in rows.items()}
+        task = read_task(embeddings_task(Path(s["work"]) / "probes" / name, kind, rows, labels, s["probe_dim"]))
+        item = dict(task=name, rows=rows, dim=s["probe_dim"])
+        for engine in ("stacked", "sequential"):
+            t0 = time.perf_counter()
+            folds, _ = mlp.run(task, Scorer(task), seed=42, grid=s["probe_grid"], device=s["device"], engine=engine)
+            sync(torch.device(s["device"]))
+            item[f"{engine}_s"] = time.perf_counter() - t0
+            item[f"{engine}_scores"] = [f.scores["test_score"] for f in folds]
+        items.append(item)
+        keep(item)
+    return dict(items=items, headline=f"mlp probe, grid {s['probe_grid']}: " + "; ".join(
+        f"{i['task']} stacked {i['stacked_s']:.1f} s, one by one {i['sequential_s']:.1f} s" for i in items))
+
+
 SECTION_FUNCTIONS = {"env": env, "ceilings": ceilings, "step-eager": step_eager, "pretrain-cli": pretrain_cli,
-                     "resume": resume, "api": api, "finetune": finetune, "step-compiled": step_compiled}
+                     "resume": resume, "api": api, "finetune": finetune, "probes": probes, "step-compiled": step_compiled}
