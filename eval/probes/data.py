@@ -169,12 +169,15 @@ def available_memory() -> int | None:
 
 
 def needs(task: TaskData) -> tuple[int, int]:
-    """(memory, disk) bytes a probe needs for the task, at most: its largest data split's pooled copy and its
-    standardised copy (the linear probe) beside it, and the predictions it writes (target, probabilities, logits
+    """(memory, disk) bytes a probe needs for the task, at most: per data split (one rotation at a time), its train,
+    valid and test rows, their standardised copy (the linear probe) and float64 temporaries of the training rows
+    (the linear probe's std, kNN's bank); and the predictions it writes (target, probabilities, logits
     [rows, labels] float32 per tested split)."""
     dim, labels = next(iter(task.splits.values())).x.shape[1], len(task.labels)
-    rows = [sum(len(task.splits[n].y) for n in names) for r in task.rotation() for names in r.values()]
-    return 2 * 4 * dim * sum(sorted(rows)[-3:]), 3 * 4 * labels * sum(len(s.y) for s in task.splits.values())
+    rows = lambda names: sum(len(task.splits[n].y) for n in names)  # noqa: E731
+    memory = max(4 * dim * (2 * sum(rows(names) for names in r.values()) + 2 * rows(r["train"]))
+                 for r in task.rotation())
+    return memory, 3 * 4 * labels * sum(len(s.y) for s in task.splits.values())
 
 
 def check_room(task: TaskData, out: Path) -> None:
