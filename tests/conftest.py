@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -139,6 +140,26 @@ def toy_hear_env(tmp_path_factory) -> dict:
     env = run_env()
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(folder), str(REPO), env.get("PYTHONPATH", "")) if p)
     return env
+
+
+PROBED_MODEL = "toy_hear-default"  # the model folder name of `probe_results`
+
+
+@pytest.fixture(scope="session")
+def probe_results(tmp_path_factory, toy_hear_env) -> tuple[Path, Path]:
+    """(tasks root, RESULTS) with RESULTS/toy_hear-default/<task>/ embedded by heareval for the four synth tasks."""
+    from eval import synth
+
+    root, results = tmp_path_factory.mktemp("probe_tasks"), tmp_path_factory.mktemp("probe_results")
+    synth.write_suite(root)
+    code = ("import sys; from pathlib import Path; from eval.runner import load_embedding, embed_task; "
+            "e = load_embedding('toy_hear', '', {}); "
+            "[embed_task(e, t, Path(sys.argv[2]) / t.name) for t in sorted(Path(sys.argv[1]).iterdir())]")
+    # heareval's task_embeddings imports TensorFlow: in a subprocess, so that this process never does
+    proc = subprocess.run([sys.executable, "-c", code, str(root), str(results / PROBED_MODEL)], env=toy_hear_env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root, results
 
 
 # --- pretrain/ fixtures ---------------------------------------------------------------------------------------

@@ -19,31 +19,14 @@ import numpy as np
 import pytest
 import torch
 
-from eval import synth
 
-from conftest import run_cli
+from conftest import PROBED_MODEL as MODEL, run_cli
 
-MODEL = "toy_hear-default"
 PITCH, TIMBRE, MIXTURE, EVENTS = (f"{t}-v1.0-small" for t in ("synth_pitch", "synth_timbre", "synth_mixture",
                                                                   "synth_events"))
 # TensorFlow and Lightning made unimportable before anything is imported (heareval.score must not need them)
 NO_TENSORFLOW = ("import sys; sys.modules['tensorflow'] = None; sys.modules['pytorch_lightning'] = None; "
                  "from hear_maeast.cli import main; main(sys.argv[1:])")
-
-
-@pytest.fixture(scope="session")
-def probe_results(tmp_path_factory, toy_hear_env) -> tuple[Path, Path]:
-    """(tasks root, RESULTS) with RESULTS/toy_hear-default/<task>/ embedded by heareval for the four synth tasks."""
-    root, results = tmp_path_factory.mktemp("probe_tasks"), tmp_path_factory.mktemp("probe_results")
-    synth.write_suite(root)
-    code = ("import sys; from pathlib import Path; from eval.runner import load_embedding, embed_task; "
-            "e = load_embedding('toy_hear', '', {}); "
-            "[embed_task(e, t, Path(sys.argv[2]) / t.name) for t in sorted(Path(sys.argv[1]).iterdir())]")
-    # heareval's task_embeddings imports TensorFlow: in a subprocess, so that this process never does
-    proc = subprocess.run([sys.executable, "-c", code, str(root), str(results / MODEL)], env=toy_hear_env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return root, results
 
 
 def probe(*args, env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
