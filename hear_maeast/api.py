@@ -23,22 +23,21 @@ and non-finite encoder outputs raise WorkFailed instead of returning NaN.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hear_maeast import hear_rules
 from hear_maeast.checkpoint import CheckpointNotFound
 from hear_maeast.errors import BadInput, WorkFailed
+from hear_maeast.hear_rules import MAX_BATCH, MAX_PEAK, tail_rule  # noqa: F401 (the API's names for them)
 from hear_maeast.loading import load_any
-from hear_maeast.model import ALL_LAYERS, MAX_BATCH, MaskedAutoencoder, pool_scene, tokens_to_columns
+from hear_maeast.model import ALL_LAYERS, MaskedAutoencoder, pool_scene, tokens_to_columns
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default.safetensors"
 MODEL_OPTIONS = ("layer", "norm_stats", "device", "max_batch", "trust_pickle", "input_frames", "patch_size")
-SEGMENT_CHUNKS = 16  # chunks of audio per front-end segment
-MAX_PEAK = 8.0  # audio is float in [-1, 1]; a louder peak is refused (int16-scale audio must be divided by 32768)
 
 
 def load_model(model_file_path: str = "", **model_options) -> MaskedAutoencoder:
@@ -106,21 +105,19 @@ def _check(audio, model) -> torch.Tensor:
 
 def check_audio(audio, device) -> torch.Tensor:
     """HEAR input [n_sounds, n_samples] as float32 on `device`; one clear error for anything else (any HEAR module
-    of the package, e.g. hear_maeast.logmel, validates its input here)."""
+    of the package, e.g. hear_maeast.logmel, validates its input here; the rules and messages: hear_rules)."""
     if isinstance(audio, np.ndarray):
         if not np.issubdtype(audio.dtype, np.floating):
-            raise TypeError(f"audio has dtype {audio.dtype}; expected floats in [-1, 1] (divide int16 PCM by 32768)")
+            raise hear_rules.dtype_error(audio.dtype)
         audio = torch.from_numpy(np.ascontiguousarray(audio))
     if not isinstance(audio, torch.Tensor):
-        raise TypeError(f"audio must be a torch.Tensor [n_sounds, n_samples], got {type(audio).__name__}")
+        raise hear_rules.AudioTypeError(f"audio must be a torch.Tensor [n_sounds, n_samples], got "
+                                        f"{type(audio).__name__}")
     if not audio.is_floating_point():
-        raise TypeError(f"audio has dtype {audio.dtype}; expected float32 in [-1, 1] (divide int16 PCM by 32768)")
-    if audio.ndim != 2:
-        raise BadInput(f"audio has shape {tuple(audio.shape)}; expected 2-D [n_sounds, n_samples] at 16 kHz mono")
-    if audio.shape[0] == 0:
-        raise BadInput("audio is an empty batch (0 sounds); expected [n_sounds >= 1, n_samples]")
-    if audio.shape[1] == 0:
-        raise BadInput("audio has 0 samples; expected at least one sample per sound")
+        raise hear_rules.dtype_error(audio.dtype, "float32")
+    problem = hear_rules.shape_problem(tuple(audio.shape))
+    if problem:
+        raise BadInput(problem)
     _check_values(audio)
     return audio.to(device=device, dtype=torch.float32)
 
@@ -129,36 +126,10 @@ def _check_values(audio: torch.Tensor) -> None:
     """audio [n, N]: every sample finite and |sample| <= MAX_PEAK (checked before float32, where 1e300 is Inf)."""
     finite = torch.isfinite(audio).all(dim=1)  # [n]
     if not finite.all():
-        bad = torch.nonzero(~finite).flatten().tolist()
-        raise BadInput(f"audio contains NaN or Inf samples in sound(s) {bad[:10]}; clean or drop them first")
+        raise hear_rules.nonfinite_error(torch.nonzero(~finite).flatten().tolist())
     peak = audio.abs().amax(dim=1)  # [n]
     if (peak > MAX_PEAK).any():
-        bad = torch.nonzero(peak > MAX_PEAK).flatten().tolist()
-        raise BadInput(
-            f"audio peaks at {_above(peak.max().item(), MAX_PEAK)} in sound(s) {bad[:10]}; expected floats in [-1, 1] (peaks up to "
-            f"{MAX_PEAK:g} are accepted): audio at int16 scale must be divided by 32768 (int32: by 2147483648)"
-        )
-
-
-def _above(value: float, limit: float) -> str:
-    """`value` (> limit) with the fewest digits that still read as above `limit`: 8.0000001, not 8."""
-    return next((text for digits in range(6, 18) if float(text := f"{value:.{digits}g}") > limit), repr(value))
-
-
-def tail_rule(cfg, n_frames: int) -> tuple[int, int]:
-    """The tail and padding rule of a clip of `n_frames` frames (n_frames >= 1): (span, n_cols). The encoder sees the
-    frames zero-padded (zeros = the normalised mean) or cut to `span`; its first `n_cols` columns are the clip's.
-
-    MSM-MAE (fixed grid): padded to whole chunks, as the official runtime pads; the columns made only of padding
-    left out. MAE-AST (1-D positions): whole tokens only, the partial last one dropped as the official model's
-    nn.Unfold does; a clip shorter than one token padded to one. docs/design.md, "The MAE-AST tail". Fine-tuning
-    (eval/finetune.py) pools its training crops by the same rule.
-    """
-    pw = cfg.patch_size[1]
-    if cfg.fixed_length:
-        return math.ceil(n_frames / cfg.input_frames) * cfg.input_frames, max(1, math.ceil(n_frames / pw))
-    n_cols = max(1, n_frames // pw)
-    return n_cols * pw, n_cols
+        raise hear_rules.peak_error(peak.max().item(), torch.nonzero(peak > MAX_PEAK).flatten().tolist())
 
 
 @torch.no_grad()
@@ -189,8 +160,8 @@ def _padded_passes(model: MaskedAutoencoder, spec: torch.Tensor, shifts: int, le
     """
     cfg = model.cfg
     step = cfg.patch_size[1] // shifts
-    span, _ = tail_rule(cfg, length)  # 2-D positions need whole chunks
-    padded = F.pad(spec, (0, span + (shifts - 1) * step - spec.shape[-1]))  # zeros = the normalised mean
+    span, frames = hear_rules.padded_frames(cfg, length, shifts)  # 2-D positions need whole chunks
+    padded = F.pad(spec, (0, frames - spec.shape[-1]))  # zeros = the normalised mean
     views = torch.stack([padded[..., s * step : s * step + span] for s in range(shifts)], dim=1)  # [B, S, F, span]
     cols = encode_columns(model, views.flatten(0, 1))  # [B*S, span/pw, Dc]
     cols = cols.unflatten(0, (spec.shape[0], shifts))  # [B, S, n_cols, Dc]
@@ -206,7 +177,7 @@ def _whole_token_passes(model: MaskedAutoencoder, spec: torch.Tensor, shifts: in
     """
     pw = model.cfg.patch_size[1]
     step = pw // shifts
-    counts = [max(0, min(-(-length // pw), (spec.shape[-1] - s * step) // pw)) for s in range(shifts)]  # non-increasing
+    counts = hear_rules.token_counts(model.cfg, shifts, length, spec.shape[-1])  # non-increasing
     # float32: under autocast the front end gives bf16/fp16 `spec` while the encoder's last norm gives float32
     width = model.cfg.timestamp_embedding_size * (model.cfg.depth if model.layer == ALL_LAYERS else 1)
     cols = spec.new_zeros(spec.shape[0], shifts, counts[0], width, dtype=torch.float32)  # [B, S, n_0, Dc]
@@ -220,40 +191,25 @@ def _whole_token_passes(model: MaskedAutoencoder, spec: torch.Tensor, shifts: in
 
 def _columns(model: MaskedAutoencoder, audio: torch.Tensor, shifts: int) -> torch.Tensor:
     """audio [B, N] -> interleaved columns [B, K, Dc], front end and encoder run one segment of
-    SEGMENT_CHUNKS chunks at a time, so working memory does not grow with the clip (only the output does)."""
+    SEGMENT_CHUNKS chunks at a time (hear_rules.segments), so working memory does not grow with the clip (only the
+    output does)."""
     cfg = model.cfg
-    pw = cfg.patch_size[1]
-    step = pw // shifts
     n_frames = model.frontend.num_frames(audio.shape[1])
-    if not cfg.fixed_length and n_frames < pw:  # shorter than one token: the official model gives none, we give one
+    if not cfg.fixed_length and n_frames < cfg.patch_size[1]:  # under one token: the official model gives none, we one
         return encode_columns(model, F.pad(model.frontend(audio), (0, tail_rule(cfg, n_frames)[0] - n_frames)))
     passes = _padded_passes if cfg.fixed_length else _whole_token_passes
-    seg = cfg.input_frames * SEGMENT_CHUNKS  # a whole number of chunks: segments split where chunks split
     parts = []
-    for start in range(0, n_frames, seg):
-        stop = min(start + seg, n_frames)
-        spec = model.frontend(audio, start, min(stop + (shifts - 1) * step, n_frames))  # [B, F, <= seg + overlap]
+    for start, stop, read_stop in hear_rules.segments(cfg, n_frames, shifts):
+        spec = model.frontend(audio, start, read_stop)  # [B, F, <= segment + overlap]
         parts.append(passes(model, spec, shifts, stop - start))
     return torch.cat(parts, dim=1)
 
 
 def column_times(model: MaskedAutoencoder, num_samples: int, shifts: int) -> torch.Tensor:
-    """Centres (ms) of the timestamp columns, column k covering frames [k * pw / shifts, + pw).
-
-    Fixed grids (MSM-MAE, padded as its official runtime): the columns that start inside the audio and have their
-    centre before its end. 1-D positions (MAE-AST, never padded, as the official model): the columns whose frames
-    all lie inside the audio.
-    """
-    cfg = model.cfg
-    pw = cfg.patch_size[1]
-    n_frames = model.frontend.num_frames(num_samples)
-    start = torch.arange(math.ceil(n_frames * shifts / pw) + shifts) * (pw / shifts)  # first frame of column k
-    centre = cfg.frame_offset_ms + cfg.frame_ms * (start + (pw - 1) / 2)
-    duration_ms = num_samples * 1000.0 / model.sample_rate
-    valid = (start < n_frames) & (centre <= duration_ms) if cfg.fixed_length else start + pw <= n_frames
-    if not valid.any():  # shorter than one column: one embedding, stamped at the middle of the audio
-        return torch.tensor([duration_ms / 2])
-    return centre[valid]
+    """Centres (ms) of the timestamp columns [K], column k covering frames [k * pw / shifts, + pw): which columns
+    are kept is hear_rules.column_times's rule (MSM-MAE: those starting inside the audio with their centre before
+    its end; MAE-AST: those whose frames all lie inside the audio)."""
+    return torch.from_numpy(hear_rules.column_times(model.cfg, num_samples, shifts))
 
 
 def _finite(x: torch.Tensor, model: MaskedAutoencoder) -> torch.Tensor:
@@ -289,7 +245,7 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: MaskedAutoencoder):
 def _scene_columns(model: MaskedAutoencoder, audio: torch.Tensor) -> torch.Tensor:
     """audio [n, N] (checked) -> the unshifted columns the scene embedding pools [n, C, Fg*D'] (D' = D, or depth*D
     with model.layer ALL_LAYERS); MAE-AST: the official model's tokens, the partial last one dropped."""
-    _, n_cols = tail_rule(model.cfg, model.frontend.num_frames(audio.shape[1]))
+    n_cols = hear_rules.scene_columns(model.cfg, audio.shape[1])
     return _finite(_columns(model, audio, 1)[:, :n_cols], model)
 
 

@@ -18,21 +18,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from hear_maeast.config import ModelConfig
-from hear_maeast.errors import BadInput
+from hear_maeast.errors import BadInput, CheckpointError, CheckpointNotFound  # noqa: F401 (their home is errors)
 from hear_maeast.files import atomic_write
 from hear_maeast.model import MaskedAutoencoder
 
 FORMAT = "hear_maeast/1"
 _DERIVED = ("frontend.features.",)  # buffers rebuilt from the configuration
 LEGACY_NORM_STATS = "frontend.norm_stats"  # version 0.1.0 kept the statistics in this tensor too
-
-
-class CheckpointError(BadInput):
-    """A checkpoint that cannot be loaded (exit 2 on the command line); the message names the file and what is wrong."""
-
-
-class CheckpointNotFound(CheckpointError, FileNotFoundError):
-    """Also a FileNotFoundError, for callers that catch that."""
 
 
 def model_state(model: MaskedAutoencoder) -> dict[str, torch.Tensor]:

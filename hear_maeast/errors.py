@@ -40,6 +40,15 @@ class WorkFailed(HearMaeastError):
     exit_code = 1
 
 
+class CheckpointError(BadInput):
+    """A checkpoint that cannot be loaded (exit 2 on the command line); the message names the file and what is wrong.
+    Here, not in hear_maeast.checkpoint, so that the torch-free ONNX runtime raises it too."""
+
+
+class CheckpointNotFound(CheckpointError, FileNotFoundError):
+    """Also a FileNotFoundError, for callers that catch that."""
+
+
 def debug_enabled() -> bool:
     return os.environ.get("HEAR_MAEAST_DEBUG", "") not in ("", "0")
 

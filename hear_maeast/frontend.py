@@ -10,6 +10,7 @@ import torch
 import torchaudio
 from torch import nn
 
+from hear_maeast import hear_rules
 from hear_maeast.config import ModelConfig
 from hear_maeast.timing import HOP, SAMPLE_RATE, WIN
 
@@ -19,10 +20,10 @@ class LogMel(nn.Module):
 
     Frame f is centred on sample f * 160. `forward(wav, start, stop)` computes frames [start, stop) from the
     samples they need only (reflect padding at the clip's edges, as torch.stft's center=True), so long audio can
-    be processed a segment at a time with results identical to one pass.
+    be processed a segment at a time with results identical to one pass (hear_rules.frame_window, reflected).
     """
 
-    min_samples = WIN // 2 + 1  # reflect padding needs more samples than it pads; shorter clips get zeros
+    min_samples = hear_rules.min_samples("logmel")  # reflect padding needs more samples than it pads: zeros
 
     def __init__(self, n_mels: int = 80):
         super().__init__()
@@ -32,18 +33,18 @@ class LogMel(nn.Module):
         )
         self.eps = torch.finfo(torch.float32).eps
 
-    @classmethod
-    def num_frames(cls, num_samples: int) -> int:
-        return 1 + max(num_samples, cls.min_samples) // HOP
+    @staticmethod
+    def num_frames(num_samples: int) -> int:
+        return hear_rules.num_frames("logmel", num_samples)
 
     def forward(self, wav: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:  # [B, N] -> [B, F, T]
         if wav.shape[-1] < self.min_samples:
             wav = nn.functional.pad(wav, (0, self.min_samples - wav.shape[-1]))
         n = wav.shape[-1]
         stop = self.num_frames(n) if stop is None else stop
-        lo, hi = start * HOP - WIN // 2, (stop - 1) * HOP + WIN // 2  # samples of frames [start, stop)
-        x = wav[:, max(lo, 0) : min(hi, n)]
-        x = nn.functional.pad(x[:, None], (max(0, -lo), max(0, hi - n)), mode="reflect")[:, 0]
+        lo, hi = hear_rules.frame_window("logmel", start, stop)  # samples of frames [start, stop)
+        left, right = (torch.from_numpy(i).to(wav.device) for i in hear_rules.reflected(lo, hi, n))
+        x = torch.cat([wav[:, left], wav[:, max(lo, 0) : min(hi, n)], wav[:, right]], dim=1)  # [B, hi - lo]
         return (self.mel(x) + self.eps).log()
 
 
@@ -54,15 +55,17 @@ class KaldiFbank(nn.Module):
         super().__init__()
         self.n_mels = n_mels
 
+    min_samples = hear_rules.min_samples("fbank")  # one window; shorter clips are zero-padded to it
+
     @staticmethod
     def num_frames(num_samples: int) -> int:
-        return 1 + (max(num_samples, WIN) - WIN) // HOP  # snip_edges=True; short clips are padded to one window
+        return hear_rules.num_frames("fbank", num_samples)  # snip_edges=True
 
     def forward(self, wav: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:  # [B, N] -> [B, F, T]
-        if wav.shape[-1] < WIN:
-            wav = nn.functional.pad(wav, (0, WIN - wav.shape[-1]))
+        if wav.shape[-1] < self.min_samples:
+            wav = nn.functional.pad(wav, (0, self.min_samples - wav.shape[-1]))
         stop = self.num_frames(wav.shape[-1]) if stop is None else stop
-        wav = wav[:, start * HOP : (stop - 1) * HOP + WIN]  # frame f covers samples [160 f, 160 f + 400)
+        wav = wav[:, slice(*hear_rules.frame_window("fbank", start, stop))]  # frame f: samples [160 f, 160 f + 400)
         # kaldi.fbank takes one waveform at a time; it is the official function, so we loop over the batch
         feats = [
             torchaudio.compliance.kaldi.fbank(

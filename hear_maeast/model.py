@@ -15,9 +15,9 @@ from torch import nn
 
 from hear_maeast.config import ModelConfig, norm_stats_problem
 from hear_maeast.errors import BadInput
+from hear_maeast.hear_rules import MAX_BATCH  # noqa: F401 (encoder sequences per forward pass; imported from here too)
 from hear_maeast.timing import SAMPLE_RATE
 
-MAX_BATCH = 64  # encoder sequences per forward pass when the HEAR API chunks long audio
 ALL_LAYERS = 0  # `layer` value for every block's output at once, concatenated along the width (hear_maeast.adapters)
 
 

@@ -78,14 +78,27 @@ def test_long_audio_is_encoded_in_chunks(model):
 def test_long_audio_in_segments_equals_one_pass(model, monkeypatch):
     """The front end and encoder run SEGMENT_CHUNKS chunks at a time; the result does not depend on it."""
     audio = torch.randn(2, model.cfg.input_frames * 160 * 3 + 5000) * 0.1
-    monkeypatch.setattr(hear_maeast.api, "SEGMENT_CHUNKS", 1)
+    monkeypatch.setattr(hear_maeast.hear_rules, "SEGMENT_CHUNKS", 1)
     seg_emb, seg_ts = hear_maeast.get_timestamp_embeddings(audio, model)
     seg_scene = hear_maeast.get_scene_embeddings(audio, model)
-    monkeypatch.setattr(hear_maeast.api, "SEGMENT_CHUNKS", 1000)
+    monkeypatch.setattr(hear_maeast.hear_rules, "SEGMENT_CHUNKS", 1000)
     emb, ts = hear_maeast.get_timestamp_embeddings(audio, model)
     torch.testing.assert_close(seg_ts, ts)
     torch.testing.assert_close(seg_emb, emb, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(seg_scene, hear_maeast.get_scene_embeddings(audio, model), atol=1e-4, rtol=1e-4)
+
+
+def test_a_last_segment_of_one_frame_is_embedded_as_in_one_pass(micro_checkpoints, monkeypatch):
+    """MSM-MAE: a clip of k segments of frames and one sample more ends with a segment of one frame, whose window
+    reflects 200 samples at the clip's end. Before, the front end reflected only the 200 samples it had sliced, and
+    torch's reflect padding refused (a RuntimeError at 33.28 s with the default SEGMENT_CHUNKS)."""
+    model = hear_maeast.load_model(str(micro_checkpoints["msm-mae-micro"]))
+    audio = torch.randn(1, model.cfg.input_frames * 160) * 0.1  # 209 frames: segments of 208 and 1 below
+    monkeypatch.setattr(hear_maeast.hear_rules, "SEGMENT_CHUNKS", 1)
+    segmented = hear_maeast.get_timestamp_embeddings(audio, model)[0], hear_maeast.get_scene_embeddings(audio, model)
+    monkeypatch.setattr(hear_maeast.hear_rules, "SEGMENT_CHUNKS", 1000)
+    torch.testing.assert_close(segmented[0], hear_maeast.get_timestamp_embeddings(audio, model)[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(segmented[1], hear_maeast.get_scene_embeddings(audio, model), atol=1e-5, rtol=0)
 
 
 def test_scene_embedding_is_the_mean_over_time(model, real_clip):
