@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from hear_maeast import hear_rules
 from hear_maeast.checkpoint import CheckpointNotFound
-from hear_maeast.errors import BadInput, WorkFailed
+from hear_maeast.errors import BadInput
 from hear_maeast.hear_rules import MAX_BATCH, MAX_PEAK, tail_rule  # noqa: F401 (the API's names for them)
 from hear_maeast.loading import load_any
 from hear_maeast.model import ALL_LAYERS, MaskedAutoencoder, pool_scene, tokens_to_columns
@@ -164,8 +164,7 @@ def _padded_passes(model: MaskedAutoencoder, spec: torch.Tensor, shifts: int, le
     padded = F.pad(spec, (0, frames - spec.shape[-1]))  # zeros = the normalised mean
     views = torch.stack([padded[..., s * step : s * step + span] for s in range(shifts)], dim=1)  # [B, S, F, span]
     cols = encode_columns(model, views.flatten(0, 1))  # [B*S, span/pw, Dc]
-    cols = cols.unflatten(0, (spec.shape[0], shifts))  # [B, S, n_cols, Dc]
-    return cols.transpose(1, 2).flatten(1, 2)  # [B, n_cols*S, Dc]: k = j * S + s
+    return hear_rules.interleave(cols.unflatten(0, (spec.shape[0], shifts)))  # [B, S, n_cols, Dc] -> [B, n_cols*S, Dc]
 
 
 def _whole_token_passes(model: MaskedAutoencoder, spec: torch.Tensor, shifts: int, length: int) -> torch.Tensor:
@@ -186,7 +185,7 @@ def _whole_token_passes(model: MaskedAutoencoder, spec: torch.Tensor, shifts: in
         views = torch.stack([spec[..., s * step : s * step + n * pw] for s in group], dim=1)  # [B, Sg, F, n * pw]
         enc = encode_columns(model, views.flatten(0, 1)).unflatten(0, (spec.shape[0], len(group)))  # [B, Sg, n, Dc]
         cols[:, group, :n] = enc.float()
-    return cols.transpose(1, 2).flatten(1, 2)[:, : sum(counts)]  # [B, K, Dc]: k = j * S + s, a prefix of the grid
+    return hear_rules.interleave(cols)[:, : sum(counts)]  # [B, K, Dc]: k = j * S + s, a prefix of the grid
 
 
 def _columns(model: MaskedAutoencoder, audio: torch.Tensor, shifts: int) -> torch.Tensor:
@@ -216,12 +215,7 @@ def _finite(x: torch.Tensor, model: MaskedAutoencoder) -> torch.Tensor:
     """x [n, ...] -> x; never hand back NaN: non-finite embeddings mean weights or statistics out of range."""
     finite = torch.isfinite(x).flatten(1).all(dim=1)  # [n]
     if not finite.all():
-        bad = torch.nonzero(~finite).flatten().tolist()
-        raise WorkFailed(
-            f"{model.source or 'the model'}: the encoder gave NaN or Inf embeddings for sound(s) {bad[:10]} of "
-            "finite audio: its weights or normalisation statistics are out of range (e.g. values near 1e30); "
-            "check how the checkpoint was made, or load another one"
-        )
+        raise hear_rules.nonfinite_embeddings_error(model.source, torch.nonzero(~finite).flatten().tolist())
     return x
 
 

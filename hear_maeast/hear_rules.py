@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from hear_maeast.errors import BadInput
+from hear_maeast.errors import BadInput, WorkFailed
 from hear_maeast.timing import HOP, SAMPLE_RATE, WIN
 
 SEGMENT_CHUNKS = 16  # chunks of audio per front-end segment: working memory stays bounded on long clips
@@ -144,6 +144,43 @@ def token_counts(cfg, shifts: int, length: int, available: int) -> list[int]:
     pw = cfg.patch_size[1]
     step = pw // shifts
     return [max(0, min(-(-length // pw), (available - s * step) // pw)) for s in range(shifts)]
+
+
+# ---- columns (torch tensors and numpy arrays alike: reshape, swapaxes and mean only) ---------------------
+def tokens_to_columns(x, cfg):
+    """[B, N, D] -> [B, T_grid, F_grid * D]: the frequency tokens of each time column, lowest first."""
+    b, n, d = x.shape
+    fg = cfg.n_mels // cfg.patch_size[0]
+    tg = n // fg
+    x = x.reshape(b, fg, tg, d).swapaxes(1, 2) if cfg.token_order == "freq_major" else x.reshape(b, tg, fg, d)
+    return x.reshape(b, tg, fg * d)
+
+
+def interleave(cols):
+    """Shifted passes' columns [B, S, n, Dc] -> [B, n * S, Dc]: column k = j * S + s starts at (k * pw / S) frames."""
+    b, s, n, dc = cols.shape
+    return cols.swapaxes(1, 2).reshape(b, n * s, dc)
+
+
+def pool_scene(cols, cfg):
+    """Scene pooling of a family: columns [B, C, F_grid * D] -> [B, scene_embedding_size].
+
+    MSM-MAE ("columns"): the mean of the columns (concatenated frequency tokens, as the official runtime);
+    MAE-AST ("tokens"): the mean of all tokens. The HEAR API, fine-tuning (eval/finetune.py) and the ONNX runtime
+    pool here.
+    """
+    if cfg.scene_pool == "tokens":
+        b, c, _ = cols.shape
+        return cols.reshape(b, c, cfg.grid[0], cfg.dim).mean(axis=(1, 2))  # [B, C, Fg, D] -> [B, D]
+    return cols.mean(axis=1)
+
+
+def nonfinite_embeddings_error(source: str, bad: list[int]) -> WorkFailed:
+    return WorkFailed(
+        f"{source or 'the model'}: the encoder gave NaN or Inf embeddings for sound(s) {bad[:10]} of finite audio: "
+        "its weights or normalisation statistics are out of range (e.g. values near 1e30); check how the checkpoint "
+        "was made, or load another one"
+    )
 
 
 # ---- timestamps ----------------------------------------------------------------------------------------

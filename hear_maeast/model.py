@@ -15,7 +15,7 @@ from torch import nn
 
 from hear_maeast.config import ModelConfig, norm_stats_problem
 from hear_maeast.errors import BadInput
-from hear_maeast.hear_rules import MAX_BATCH  # noqa: F401 (encoder sequences per forward pass; imported from here too)
+from hear_maeast.hear_rules import MAX_BATCH, pool_scene, tokens_to_columns  # noqa: F401 (imported from here too)
 from hear_maeast.timing import SAMPLE_RATE
 
 ALL_LAYERS = 0  # `layer` value for every block's output at once, concatenated along the width (hear_maeast.adapters)
@@ -83,26 +83,6 @@ def unpatchify(tokens: torch.Tensor, cfg: ModelConfig, frames: int) -> torch.Ten
     if cfg.token_order == "time_major":
         x = x.transpose(1, 2)  # [B, Fg, Tg, ph, pw]
     return x.permute(0, 1, 3, 2, 4).reshape(b, fg * ph, tg * pw)
-
-
-def tokens_to_columns(x: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
-    """[B, N, D] -> [B, T_grid, F_grid * D]: the frequency tokens of each time column, lowest first."""
-    b, n, d = x.shape
-    fg = cfg.n_mels // cfg.patch_size[0]
-    tg = n // fg
-    x = x.reshape(b, fg, tg, d).transpose(1, 2) if cfg.token_order == "freq_major" else x.reshape(b, tg, fg, d)
-    return x.reshape(b, tg, fg * d)
-
-
-def pool_scene(cols: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
-    """Scene pooling of a family: columns [B, C, F_grid * D] -> [B, scene_embedding_size].
-
-    MSM-MAE ("columns"): the mean of the columns (concatenated frequency tokens, as the official runtime);
-    MAE-AST ("tokens"): the mean of all tokens. The HEAR API and fine-tuning (eval/finetune.py) both pool here.
-    """
-    if cfg.scene_pool == "tokens":
-        return cols.unflatten(-1, (cfg.grid[0], cfg.dim)).mean(dim=(1, 2))  # [B, C, Fg, D] -> [B, D]
-    return cols.mean(dim=1)
 
 
 # ---- Transformer -------------------------------------------------------------------------------
