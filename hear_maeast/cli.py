@@ -202,21 +202,28 @@ def convert(src: Path, dst: Path, trust_pickle: bool, input_frames: int | None, 
 
 # ---- export ------------------------------------------------------------------------------------------
 @click.command()
-@click.argument("ckpt", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("ckpt", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--onnx", "onnx_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Output .onnx file: the per-chunk encoder (docs/harnesses.md, \"ONNX\").")
+              help="Output .onnx file: the per-chunk encoder; its front end goes beside it as OUT.frontend.onnx "
+                   "(docs/harnesses.md, \"ONNX\").")
 @click.option("--layer", type=int, default=-1, show_default=True, help="Encoder block to export (1-based; -1 = last).")
-def export(ckpt: Path, onnx_path: Path, layer: int):
-    """Export checkpoint CKPT's per-chunk encoder to ONNX (needs `pip install 'hear_maeast[onnx]'`)."""
+def export(ckpt: Path | None, onnx_path: Path, layer: int):
+    """Export checkpoint CKPT (default: the bundled weights) to ONNX: the per-chunk encoder and the front end, which
+    hear_maeast.onnx_runtime runs without torch (needs `pip install 'hear_maeast[onnx]'`)."""
     import hear_maeast
     from hear_maeast.adapters.onnx import export_onnx
+    from hear_maeast.api import DEFAULT_WEIGHTS
+    from hear_maeast.onnx_runtime import frontend_path
 
-    check_output(onnx_path, [ckpt])  # before the export's work; export_onnx checks it again as it writes
-    model = hear_maeast.load_model(str(ckpt), layer=layer)
+    source = ckpt or DEFAULT_WEIGHTS
+    for out in (onnx_path, frontend_path(onnx_path)):
+        check_output(out, [source])  # before the export's work; export_onnx checks again as it writes
+    model = hear_maeast.load_model(str(ckpt or ""), layer=layer)
     export_onnx(model, onnx_path)
     cfg = model.cfg
     click.echo(f"wrote {onnx_path}: {cfg.name} layer {layer}, spec [batch, {cfg.n_mels}, "
                f"{cfg.input_frames if cfg.fixed_length else 'frames'}] -> tokens [batch, tokens, {cfg.dim}]")
+    click.echo(f"wrote {frontend_path(onnx_path)}: wav [batch, samples] -> spec [batch, {cfg.n_mels}, frames]")
 
 
 if __name__ == "__main__":

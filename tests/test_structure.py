@@ -47,9 +47,11 @@ def test_eval_never_imports_pretrain():
 
 
 def test_command_line_modules_import_without_torch():
-    """`hear-maeast table`, `tasks` and `--help` start without torch; atomic_write comes from hear_maeast.files."""
+    """`hear-maeast table`, `tasks` and `--help` start without torch; atomic_write comes from hear_maeast.files; the
+    ONNX runtime and the HEAR rules it shares with the torch API never import torch (docs/harnesses.md, "ONNX")."""
     code = ("import sys, hear_maeast.cli, eval.cli, eval.runner, eval.runs, eval.table, eval.taskdir, "
-            "eval.finetune_config, pretrain.cli; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
+            "eval.finetune_config, pretrain.cli, hear_maeast.onnx_runtime, hear_maeast.hear_rules; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=run_env(), cwd=REPO,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
