@@ -16,7 +16,7 @@ refused. Each file is checked against its task before a tensor is made (rows: th
 vocabulary; dense, inside its storage): reading one takes the memory of the arrays the task implies. Only accuracy
 tasks are compared (`top1_acc`, and `pitch_acc`, which heareval scores with the same Top1Accuracy: a clip is right or
 wrong); the cell is empty for the others (mAP, event onsets) and rows without predictions (`-finetuned`) are left
-out.
+out. Which row is paired with which is eval/table.py's `pairing`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ import numpy as np
 from eval.results import FINETUNED_SUFFIX, ModelResults, ResultsError
 from eval.taskdir import (ACCURACY_METRICS, METADATA, TaskError, TaskFacts, read_metadata, read_split,
                           read_vocabulary, task_splits)
-from hear_maeast.errors import BadInput
 
 PREDICTIONS = ".predictions.pkl"  # heareval's <split>.predictions.pkl
 SIGNIFICANT = 0.05
@@ -215,35 +214,46 @@ def compare(mine: ClipHits, theirs: ClipHits, where: str) -> Paired:
     return Paired(int((right & ~ref_right).sum()), int((ref_right & ~right).sum()), len(right))
 
 
-def paired_rows(tasks: list[str], models: list[ModelResults], facts: dict[str, TaskFacts | None],
-                against: str) -> list[list[str]]:
-    """Header `vs <against>` + tasks, then one row per other model: its Paired cell on each accuracy task."""
-    by_name = {m.name: m for m in models}
-    if against not in by_name:
-        raise BadInput(f"--against {against}: no such model in these results (models: {', '.join(by_name)})")
-    reference = by_name[against]
+def has_predictions(m: ModelResults, tasks: list[str], facts: dict[str, TaskFacts | None]) -> bool:
+    """Whether `m` holds predictions files for any accuracy task among `tasks` (read later, by paired_rows)."""
+    return any(t in m.scores and facts[t] is not None and facts[t].metric in ACCURACY_METRICS
+               and any((m.folder / t).glob("*" + PREDICTIONS)) for t in tasks)
+
+
+def nothing_to_pair(m: ModelResults, tasks: list[str], facts: dict[str, TaskFacts | None]) -> str:
+    """Why a row without predictions (has_predictions) pairs with nothing."""
+    if m.run_name.endswith(FINETUNED_SUFFIX):
+        return "a fine-tuned row has no heareval predictions"
+    accuracy = [t for t in tasks if t in m.scores and facts[t] is not None and facts[t].metric in ACCURACY_METRICS]
+    return f"it has no {PREDICTIONS.lstrip('.')} for any accuracy task ({', '.join(accuracy) or 'none here'})"
+
+
+def paired_rows(tasks: list[str], rows: list[ModelResults], facts: dict[str, TaskFacts | None],
+                reference: ModelResults) -> list[list[str]]:
+    """Header `vs <reference>` + tasks, then each of `rows` with its Paired cell on each accuracy task it shares
+    with `reference`; a row with no cell (no predictions: a fine-tuned row) is left out."""
     paired_tasks = [t for t in tasks if t in reference.scores and facts[t] is not None
                     and facts[t].metric in ACCURACY_METRICS]
     ref_hits = {t: clip_hits(reference.folder / t) for t in paired_tasks}  # read once, not once per row
-    if not any(h is not None for h in ref_hits.values()):
-        why = ("a fine-tuned row has no heareval predictions" if against.endswith(FINETUNED_SUFFIX) else
-               f"it has no {PREDICTIONS.lstrip('.')} for any accuracy task ({', '.join(paired_tasks) or 'none here'})")
-        raise BadInput(f"--against {against}: nothing to pair with: {why}; choose a model scored by `hear-maeast eval`")
-    out = [[f"vs {against}", *tasks]]
-    for m in models:
-        if m.name == against:
-            continue
+    out = [[f"vs {reference.name}", *tasks]]
+    for m in rows:
         cells = []
         for t in tasks:
             mine = clip_hits(m.folder / t) if t in m.scores and ref_hits.get(t) is not None else None
             where = f"{m.folder / t} and {reference.folder / t}"
             cells.append(str(compare(mine, ref_hits[t], where)) if mine is not None else "")
-        if any(cells):  # a row with no predictions anywhere (a fine-tuned row) is left out
+        if any(cells):
             out.append([m.name, *cells])
     return out
 
 
-def paired_note(against: str) -> str:
-    return (f"Paired with {against} on the same test clips (accuracy tasks; k-fold tasks pool their folds): `a:b` = "
-            f"clips only the row's model got right : clips only {against} got right; p = exact two-sided McNemar "
-            f"test; * p < {SIGNIFICANT}. Without a *, this task cannot tell the two apart.")
+def paired_note(against: str | None = None) -> str:
+    """The note under the paired tables: of one table, paired with `against`; of several, each with its header's."""
+    if against is not None:
+        return (f"Paired with {against} on the same test clips (accuracy tasks; k-fold tasks pool their folds): `a:b` "
+                f"= clips only the row's model got right : clips only {against} got right; p = exact two-sided "
+                f"McNemar test; * p < {SIGNIFICANT}. Without a *, this task cannot tell the two apart.")
+    return ("Each table pairs its rows with the row its header names (`vs ROW`), on the same test clips (accuracy "
+            "tasks; k-fold tasks pool their folds): `a:b` = clips only the row's model got right : clips only ROW got "
+            f"right; p = exact two-sided McNemar test; * p < {SIGNIFICANT}. Without a *, this task cannot tell the "
+            "two apart.")

@@ -14,6 +14,9 @@ The leaderboard number is `["test"]["test_score"]` for train/valid/test tasks, `
 ["test_score_mean"]` (with `test_score_std`) for k-fold tasks, and the one fold's `test_score` when a k-fold
 result has a single fold (heareval writes no aggregate then). A task folder without a score file is `failed`;
 a score file that cannot be read (half-written, edited) is a ResultsError naming it.
+
+Which model a row scored (`Identity`) is read from its run.json's eval.runs.IDENTITY keys: `table` places rows
+beside each other as one model's only when those agree (eval/table.py).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eval.runs import RUN, read_run
+from eval.runs import FINETUNE, IDENTITY, RUN, protocol, read_run
 from eval.taskdir import METADATA, TaskError, TaskFacts, sample_rates, task_facts
 from hear_maeast.errors import BadInput, WorkFailed
 
@@ -137,20 +140,55 @@ def model_dirs(path: Path) -> list[Path]:
     return found
 
 
+@dataclass(frozen=True)
+class Identity:
+    """Which model a row scored, from its run.json (eval.runs.IDENTITY): the weights' sha256 (None: a module without
+    a weights file), the module, and load_model's options as sorted JSON (None for a fine-tuned row: its options
+    are fine-tuning's, so only its weights and module say which model it started from)."""
+
+    weights_sha256: str | None
+    module: str | None
+    model_options: str | None
+
+    def same_model(self, other: Identity) -> bool:
+        options = None in (self.model_options, other.model_options) or self.model_options == other.model_options
+        return (self.weights_sha256, self.module) == (other.weights_sha256, other.module) and options
+
+
+def _text(value) -> str | None:
+    return value if value is None or isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def run_identity(run: dict) -> Identity | None:
+    """The Identity a run.json records; None when it records none (no run.json, a hand-made one, a version of
+    hear-maeast that did not record the weights)."""
+    keys = IDENTITY.get(protocol(run)) if isinstance(protocol(run), str) else None
+    if not run or keys is None or any(k not in run for k in keys):
+        return None
+    options = None if protocol(run) == FINETUNE else json.dumps(run["model_options"], sort_keys=True)
+    return Identity(_text(run[keys[0]]), _text(run.get("module")), options)
+
+
 @dataclass
 class ModelResults:
-    """One model's row: its name and the score of every task folder it has."""
+    """One model's row: its name (as shown; `run_name`: as its run.json or folder names it), the score of every
+    task folder it has, and which model it scored (None: not recorded)."""
 
     name: str
     folder: Path
     scores: dict[str, Score] = field(default_factory=dict)
+    identity: Identity | None = None
+    run_name: str = ""
+
+    def __post_init__(self):
+        self.run_name = self.run_name or self.name
 
 
 def read_model(model_dir: Path) -> ModelResults:
     run = read_run(model_dir) or {}
     name = run.get("name") if isinstance(run.get("name"), str) else Path(model_dir).name
     tasks = sorted(t for t in Path(model_dir).iterdir() if t.is_dir() and is_task_result(t))
-    return ModelResults(name, Path(model_dir), {t.name: read_score(t) for t in tasks})
+    return ModelResults(name, Path(model_dir), {t.name: read_score(t) for t in tasks}, run_identity(run))
 
 
 def read_models(paths: list[Path]) -> list[ModelResults]:

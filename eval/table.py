@@ -5,12 +5,18 @@ only; then `clips` (train/valid/test sizes, or the total and number of folds) an
 predictions that ignore the audio, eval.taskdir.chance_level) for every task, and for accuracy tasks `majority`
 (always answering the training clips' most frequent label, eval.taskdir.majority_level: a skewed task's real
 floor). A task whose folder exists but has no scores (failed.json, or stopped half-way) is `failed`, never an
-empty cell; one that a protocol does not apply to (an event task in a fine-tuning run) is `n/a`. Fine-tuned rows
-(`hear-maeast finetune`) are named `<model>-finetuned`, sit right after their model's probe row, and a note under
-the Markdown table says so.
+empty cell; one that a protocol does not apply to (an event task in a fine-tuning run) is `n/a`.
 
-`--against MODEL` adds a second table: every other model compared with MODEL clip by clip on the same test
-clips, with the exact McNemar test (eval.paired), for the tasks too small for their means to rank models.
+One model's rows: `<model>` (heareval's probe, `eval`), `<model>-linear`, `-knn`, `-mlp` (`hear-maeast probe`) and
+`<model>-finetuned` in one RESULTS folder sit together in that order (`model_blocks`), but only when their run.json
+say they scored the same model (eval.results.Identity: weights sha256, module, options). Rows named as one model's
+whose run.json disagree (a `probe --replace-stale` of other weights under the same --name) are labelled with what
+differs (`[weights 1a2b3c4d5e6f]`) and listed apart, and a note says so.
+
+`--against ROW` adds paired tables (eval.paired): every other row compared clip by clip on the same test clips, with
+the exact McNemar test, for the tasks too small for their means to rank models. ROW is any row, or a model whose
+rows are probe rows only; each table is headed by the row it pairs with (`vs <row>`): rows of a probe with that
+probe's row of ROW's model, the others with ROW itself (`pairing`).
 
 Which tasks are official: `table` sees only results folders, so a task counts as the official one when its folder
 name is one of the 19 AND its clip count, summed over the split JSONs heareval copied into the results when it
@@ -28,6 +34,7 @@ from pathlib import Path
 from eval.probes import PROBES
 from eval.results import FINETUNED_SUFFIX, ModelResults, Score, read_models, read_task_facts
 from eval.taskdir import TaskFacts
+from hear_maeast.errors import BadInput
 from hear_maeast.files import atomic_write
 
 # The 19 tasks of the HEAR 2021 leaderboard, by task folder name: (clips in the official task, from
@@ -71,6 +78,11 @@ PROBES_NOTE = ("Rows ending in `-linear`, `-knn`, `-mlp`: `hear-maeast probe` on
                "linear probe, X-ARES's kNN, heareval's MLP protocol in plain PyTorch); n/a: kNN on a multi-label or "
                "event task. The rows without a suffix are heareval's own MLP probe, the scorer of record.")
 UNKNOWN, UNDEFINED = "?", "-"  # task facts not recorded (no copy of the task in the results) / no chance level
+NOT_RECORDED = "identity not recorded"  # the label of rows whose folder has no run.json (or an older one)
+APART_NOTE = ("Rows labelled `[...]` ({models}): named as one model's rows, but their run.json say they scored "
+              "different models (eval.runs.IDENTITY: the weights' sha256, the module, load_model's options; e.g. "
+              "`probe --replace-stale` with other weights under the same --name): the label says what differs; "
+              "they are listed apart, not as one model's rows.")
 
 
 def is_official(task: str, facts: TaskFacts | None) -> bool:
@@ -89,11 +101,13 @@ def reference_rows(tasks: list[str], facts: dict[str, TaskFacts | None]) -> dict
     return rows
 
 
-def collect(paths: list[Path]) -> tuple[list[str], list[ModelResults], dict[str, TaskFacts | None]]:
-    """(task columns, one ModelResults per model folder, the facts of each task) from RESULTS or model folders."""
-    models = beside_probes(read_models(paths))
+def collect(paths: list[Path]) -> tuple[list[str], list[list[ModelResults]], dict[str, TaskFacts | None]]:
+    """(task columns, the rows in blocks of one model each (model_blocks), the facts of each task) from RESULTS or
+    model folders."""
+    blocks = model_blocks(read_models(paths))
+    models = [m for block in blocks for m in block]
     tasks = sorted({t for m in models for t in m.scores})
-    return tasks, models, read_task_facts(models, tasks)
+    return tasks, blocks, read_task_facts(models, tasks)
 
 
 def row_suffix(name: str) -> str:
@@ -101,16 +115,63 @@ def row_suffix(name: str) -> str:
     return next((s for s in ROW_SUFFIXES if name.endswith(s)), "")
 
 
-def beside_probes(models: list[ModelResults]) -> list[ModelResults]:
-    """The same models, each `<model>-<probe>` and `<model>-finetuned` row moved right after its model's row (when
-    there is one), in ROW_SUFFIXES order."""
-    names = {m.name for m in models}
-    placed = {m.name for m in models if row_suffix(m.name) and m.name[: -len(row_suffix(m.name))] in names}
-    by_name = {m.name: m for m in models}
-    order = []
-    for m in (m for m in models if m.name not in placed):
-        order += [m] + [by_name[m.name + s] for s in ROW_SUFFIXES if m.name + s in placed]
-    return order
+def stem(name: str) -> str:
+    """The model a row is named for: its name without the row suffix."""
+    return name[: len(name) - len(row_suffix(name))]
+
+
+def model_blocks(models: list[ModelResults]) -> list[list[ModelResults]]:
+    """The rows in blocks, one per model: rows of one RESULTS folder named for one model (`<model>`,
+    `<model>-linear` ..., `<model>-finetuned`, in that order) whose run.json identities agree (rows recording none,
+    e.g. no run.json, join them then). Rows named as one model's that disagree are split by identity, each labelled
+    with what differs; the first block stays in place, the others go after every other model's rows."""
+    groups: dict[tuple[Path, str], list[ModelResults]] = {}
+    for m in models:
+        groups.setdefault((m.folder.parent.resolve(), stem(m.run_name)), []).append(m)
+    order = ("", *ROW_SUFFIXES)
+    placed, apart = [], []
+    for rows in groups.values():
+        blocks = by_identity(sorted(rows, key=lambda m: order.index(row_suffix(m.run_name))))
+        if len(blocks) > 1:
+            label_apart(blocks)
+        placed.append(blocks[0])
+        apart += blocks[1:]
+    return placed + apart
+
+
+def by_identity(rows: list[ModelResults]) -> list[list[ModelResults]]:
+    """`rows` (of one model's name) split into lists of rows that scored the same model (Identity.same_model); rows
+    recording no identity join the only list, or make their own when the others disagree."""
+    blocks: list[list[ModelResults]] = []
+    for m in (m for m in rows if m.identity is not None):
+        block = next((b for b in blocks if all(m.identity.same_model(o.identity) for o in b)), None)
+        if block is None:
+            blocks.append([m])
+        else:
+            block.append(m)
+    if len(blocks) <= 1:
+        return [rows]  # one model's rows (those recording no identity cannot disagree), in their order
+    unknown = [m for m in rows if m.identity is None]
+    return blocks + ([unknown] if unknown else [])
+
+
+def label_apart(blocks: list[list[ModelResults]]) -> None:
+    """Append to each row's name what tells its block from the others: `[weights <sha256[:12]>]`, `[module ...]`,
+    `[options {...}]`, or `[identity not recorded]`."""
+    ids = [b[0].identity for b in blocks]
+    known = [i for i in ids if i is not None]
+    differs = {f: len({getattr(i, f) for i in known if getattr(i, f) is not None}) > 1
+               for f in ("weights_sha256", "module", "model_options")}
+    for block, identity in zip(blocks, ids):
+        parts = [NOT_RECORDED] if identity is None else []
+        if identity is not None and (differs["weights_sha256"] or not any(differs.values())):
+            parts.append(f"weights {identity.weights_sha256[:12]}" if identity.weights_sha256 else "no weights file")
+        if identity is not None and differs["module"]:
+            parts.append(f"module {identity.module}")
+        if identity is not None and differs["model_options"] and identity.model_options is not None:
+            parts.append(f"options {identity.model_options}")
+        for m in block:
+            m.name = f"{m.name} [{', '.join(parts)}]"
 
 
 def table_rows(tasks: list[str], models: list[ModelResults], facts: dict[str, TaskFacts | None]) -> list[list[str]]:
@@ -183,50 +244,110 @@ def _write_text(path: Path, text: str) -> None:
     atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
 
 
-def paired_markdown(tasks: list[str], models: list[ModelResults], facts: dict[str, TaskFacts | None],
-                    against: str) -> str:
-    """The paired table: heareval's rows against `against`, and each probe's rows (`-linear` ...) against
-    `against`'s row of the same probe (`<against>-linear` ...) when there is one. A model with probe rows but no
-    heareval predictions (only `hear-maeast probe` was run) gets its probe rows paired alone."""
-    from eval.paired import paired_note, paired_rows  # reads heareval's predictions: brings torch
-    from hear_maeast.errors import BadInput
+def models_named_so(blocks: list[list[ModelResults]], row: ModelResults) -> list[list[ModelResults]]:
+    """The blocks of rows named for `row`'s model in its RESULTS folder: more than one when they are listed apart."""
+    key = lambda m: (m.folder.parent.resolve(), stem(m.run_name))  # noqa: E731
+    return [b for b in blocks if key(b[0]) == key(row)]
 
-    names = {m.name for m in models}
-    groups = [([m for m in models if row_suffix(m.name) not in PROBE_SUFFIXES], against)]
-    for suffix in PROBE_SUFFIXES:
-        group = [m for m in models if row_suffix(m.name) == suffix]
-        if against + suffix in names and len(group) > 1:
-            groups.append((group, against + suffix))
-    table: list[list[str]] = []
-    for i, (group, reference) in enumerate(groups):
-        try:
-            rows = paired_rows(tasks, group, facts, reference)
-        except BadInput:
-            if i == 0 and len(groups) > 1:  # no heareval predictions to pair with: the probes' rows only
-                continue
-            raise
-        table += rows if not table else rows[1:]
-    note = paired_note(md_cell(against))
-    if len(groups) > 1:
-        probes = ", ".join(f"`{md_cell(reference)}`" for _, reference in groups[1:])
-        note += (f" Rows of a probe (`-linear`, `-knn`, `-mlp`) are paired with that probe's row of "
-                 f"{md_cell(against)} ({probes}) instead.")
-    return to_markdown(table) + "\n" + note + "\n"
+
+def find_reference(blocks: list[list[ModelResults]], against: str) -> tuple[ModelResults | None, list[ModelResults]]:
+    """(the row `--against` names, as the table shows it or as its run.json names it; or None when it names a model
+    whose rows are probe rows only) and that row's model's block. BadInput when it names none, or several."""
+    rows = [m for block in blocks for m in block]
+    named = [m for m in rows if m.name == against] or [m for m in rows if m.run_name == against]
+    of_model = [b for b in blocks if any(stem(m.run_name) == against for m in b)]
+    if len(named) > 1 or (not named and len(of_model) > 1):
+        shown = named or [m for b in of_model for m in b]
+        raise BadInput(f"--against {against}: names more than one row or model ({', '.join(m.name for m in shown)}); "
+                       "give one row's name as the table shows it")
+    if named:
+        return named[0], next(b for b in blocks if any(m is named[0] for m in b))
+    if of_model:
+        return None, of_model[0]
+    raise BadInput(f"--against {against}: no such model in these results (models: {', '.join(m.name for m in rows)})")
+
+
+def pairing(blocks: list[list[ModelResults]], reference: ModelResults | None, block: list[ModelResults],
+            usable) -> tuple[list[tuple[ModelResults, list[ModelResults]]], list[ModelResults]]:
+    """Which row each row is paired with: the other rows of `block` (the reference's model: the same embeddings
+    read by another probe) with `reference`; another model's row with `block`'s row of its own kind (heareval's,
+    `-linear` ...) when that one is `usable` (has predictions), else with `reference`. Returns ([(row paired with,
+    its rows)], in `block`'s order, and the rows left with nothing usable to pair with)."""
+    own = {}
+    for m in block:
+        own.setdefault(row_suffix(m.run_name), m)
+    plan = {id(m): (m, []) for m in ([reference] if reference else []) + block}
+    unpaired = []
+    for other in (b for b in blocks if b is not block):
+        for m in other:
+            ref = own.get(row_suffix(m.run_name))
+            ref = ref if ref is not None and usable(ref) else reference
+            (plan[id(ref)][1] if ref is not None and usable(ref) else unpaired).append(m)
+    for m in block if reference is not None else []:
+        if m is not reference:
+            (plan[id(reference)][1] if usable(reference) else unpaired).append(m)
+    return [(ref, rows) for ref, rows in plan.values() if rows], unpaired
+
+
+def paired_markdown(tasks: list[str], blocks: list[list[ModelResults]], facts: dict[str, TaskFacts | None],
+                    against: str) -> str:
+    """The paired tables (`pairing`), each headed `vs <the row its rows are paired with>`, and a note saying
+    which row was paired with which."""
+    from eval.paired import has_predictions, nothing_to_pair, paired_note, paired_rows  # brings torch
+
+    reference, block = find_reference(blocks, against)
+    seen: dict[int, bool] = {}
+
+    def usable(m: ModelResults) -> bool:  # each row's folders looked at once
+        if id(m) not in seen:
+            seen[id(m)] = has_predictions(m, tasks, facts)
+        return seen[id(m)]
+
+    plan, unpaired = pairing(blocks, reference, block, usable)
+    if not plan:
+        why = nothing_to_pair(reference, tasks, facts) if reference else "none of its rows has predictions"
+        raise BadInput(f"--against {against}: nothing to pair with: {why}; choose a row scored by `hear-maeast eval` "
+                       "or `hear-maeast probe`")
+    tables = [(ref, paired_rows(tasks, rows, facts, ref)) for ref, rows in plan]
+    tables = [(ref, table) for ref, table in tables if len(table) > 1]  # rows without predictions are left out
+    lines = [paired_note(md_cell(tables[0][0].name) if len(tables) == 1 else None)]
+    refs = [f"`{md_cell(ref.name)}`" for ref, _ in plan if ref is not reference]
+    model = md_cell(stem(block[0].run_name))
+    if refs:
+        lines.append(f"Rows of a probe (`-linear`, `-knn`, `-mlp`) are paired with that probe's row of {model} when "
+                     f"it has one, heareval's rows with {model}'s heareval row ({', '.join(refs)})"
+                     + (f"; the other rows with {md_cell(reference.name)}." if reference else "."))
+    if reference and len(block) > 1 and usable(reference):
+        lines.append(f"The other rows of {md_cell(reference.name)}'s model (the same embeddings, another probe) are "
+                     f"paired with {md_cell(reference.name)}.")
+    names = ", ".join(f"`{md_cell(m.name)}`" for m in unpaired)
+    if unpaired and reference:
+        lines.append(f"Nothing is paired with {md_cell(reference.name)} "
+                     f"({nothing_to_pair(reference, tasks, facts)}): {names}.")
+    elif unpaired:
+        lines.append(f"Not paired ({md_cell(against)} has no row of their kind with predictions): {names}.")
+    if not tables:
+        lines.insert(0, f"No other row has predictions of a task it shares with {md_cell(against)}.")
+    return "".join(to_markdown(table) + "\n" for _, table in tables) + " ".join(lines) + "\n"
 
 
 def write_table(paths: list[Path], markdown: Path | None = None, csv_path: Path | None = None,
                 png: Path | None = None, against: str | None = None) -> str:
-    """Collect scores, write the requested files, and return the Markdown table; with `against` (a model name),
-    the paired clip-by-clip comparison of every other model with it follows (eval.paired)."""
-    tasks, models, facts = collect(paths)
+    """Collect scores, write the requested files, and return the Markdown table; with `against` (a row's or a
+    model's name), the paired clip-by-clip comparisons with it follow (eval.paired)."""
+    tasks, blocks, facts = collect(paths)
+    models = [m for block in blocks for m in block]
     table = table_rows(tasks, models, facts)
     md = to_markdown(table)
-    if any(m.name.endswith(FINETUNED_SUFFIX) for m in models):
+    if any(m.run_name.endswith(FINETUNED_SUFFIX) for m in models):
         md += "\n" + FINETUNED_NOTE + "\n"
-    if any(row_suffix(m.name) in PROBE_SUFFIXES for m in models):
+    if any(row_suffix(m.run_name) in PROBE_SUFFIXES for m in models):
         md += "\n" + PROBES_NOTE + "\n"
+    apart = sorted({md_cell(stem(b[0].run_name)) for b in blocks if len(models_named_so(blocks, b[0])) > 1})
+    if apart:
+        md += "\n" + APART_NOTE.format(models=", ".join(f"`{a}`" for a in apart)) + "\n"
     if against:
-        md += "\n" + paired_markdown(tasks, models, facts, against)
+        md += "\n" + paired_markdown(tasks, blocks, facts, against)
     if markdown:
         _write_text(markdown, md)
     if csv_path:
