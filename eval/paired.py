@@ -12,8 +12,10 @@ each fold of a k-fold task (each clip is tested once; the folds are pooled here)
 the task's split JSONs alone (heareval.embeddings.task_embeddings.memmap_embeddings: `random.Random(0)` shuffles
 each split's clips, splits in task_metadata order), so the clip of every row is known from the split JSONs heareval
 copied into the results: clips are paired by name, and two folders whose clip names or targets differ are
-refused. Each file is checked against its task before a tensor is made (rows: the split's clips, columns: the
-vocabulary; dense, inside its storage): reading one takes the memory of the arrays the task implies. Only accuracy
+refused. A task's files must cover its tested splits, each once (every fold of a k-fold task): a fold's file
+missing is refused, never paired on the folds left. Each file is checked against its task before a tensor is made
+(rows: the split's clips, columns: the vocabulary; dense, inside its storage): reading one takes the memory of the
+arrays the task implies. Only accuracy
 tasks are compared (`top1_acc`, and `pitch_acc`, which heareval scores with the same Top1Accuracy: a clip is right or
 wrong); the cell is empty for the others (mAP, event onsets) and rows without predictions (`-finetuned`) are left
 out. Which row is paired with which is eval/table.py's `pairing`.
@@ -183,14 +185,17 @@ def clip_hits(task_out: Path) -> ClipHits | None:
     order = tested_clips(task_out)
     try:
         labels = len(read_vocabulary(task_out))
+        tested = ["test"] if read_metadata(task_out)["split_mode"] == "trainvaltest" else list(order)
     except TaskError as e:
         raise ResultsError(f"{e} (in a results folder: delete {task_out} and evaluate again)") from None
+    keys = [f.name[: -len(PREDICTIONS)].split("|") for f in files]
+    if sorted(s for k in keys for s in k) != sorted(tested):
+        found = ", ".join("|".join(k) for k in keys)
+        raise ResultsError(f"{task_out} holds the predictions of {found}, but its task tests {', '.join(tested)}, each "
+                           "once: a file is missing or left from another run; delete the task's folder and run the "
+                           "command that wrote it again (`hear-maeast eval` or `probe`)")
     names, targets, right = [], [], []
-    for f in files:
-        splits = f.name[: -len(PREDICTIONS)].split("|")
-        if any(s not in order for s in splits):
-            raise ResultsError(f"{f}: {splits} are not splits of the task ({', '.join(order)}); delete {task_out} "
-                               "and evaluate again")
+    for f, splits in zip(files, keys):
         clips = [c for s in splits for c in order[s]]
         target, predicted = read_predictions(f, (len(clips), labels))
         names += clips

@@ -13,7 +13,8 @@ too:
 The leaderboard number is `["test"]["test_score"]` for train/valid/test tasks, `["aggregated_scores"]
 ["test_score_mean"]` (with `test_score_std`) for k-fold tasks, and the one fold's `test_score` when a k-fold
 result has a single fold (heareval writes no aggregate then). A task folder without a score file is `failed`;
-a score file that cannot be read (half-written, edited) is a ResultsError naming it.
+a score file that cannot be read (half-written, edited) is a ResultsError naming it, and so is a score file beside
+a failed.json or a not-applicable.json (one of them is left from another run: the cell would be a guess).
 
 Which model a row scored (`Identity`) is read from its run.json's eval.runs.IDENTITY keys: `table` places rows
 beside each other as one model's only when those agree (eval/table.py).
@@ -104,10 +105,16 @@ def parse_scores(path: Path, scores, bounded: bool = True) -> Score:
 
 
 def read_score(task_out: Path) -> Score:
-    """The leaderboard number of one task's results folder; Score(None) (`failed`) when it has no score file."""
+    """The leaderboard number of one task's results folder; Score(None) (`failed`) when it has no score file. A score
+    file beside a failed.json or a not-applicable.json is refused: the folder says two things."""
     path = Path(task_out) / SCORES
     if not path.is_file():
         return Score(None, na=(Path(task_out) / NOT_APPLICABLE).is_file())
+    beside = [f for f in (FAILED_JSON, NOT_APPLICABLE) if (Path(task_out) / f).exists()]
+    if beside:
+        raise ResultsError(f"{task_out} holds both {SCORES} and {beside[0]}: one of them is left from another run; "
+                           f"delete {task_out} and run the command that wrote it again (`hear-maeast eval`, `probe` "
+                           "or `finetune`), which does that task again")
     try:
         scores = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError

@@ -11,7 +11,8 @@ One model's rows: `<model>` (heareval's probe, `eval`), `<model>-linear`, `-knn`
 `<model>-finetuned` in one RESULTS folder sit together in that order (`model_blocks`), but only when their run.json
 say they scored the same model (eval.results.Identity: weights sha256, module, options). Rows named as one model's
 whose run.json disagree (a `probe --replace-stale` of other weights under the same --name) are labelled with what
-differs (`[weights 1a2b3c4d5e6f]`) and listed apart, and a note says so.
+differs (`[weights 1a2b3c4d5e6f]`) and listed apart, and a note says so. A probe row whose copies of a task's files
+differ from its model's other rows' was scored on another version of the task: refused, with what to run.
 
 `--against ROW` adds paired tables (eval.paired): every other row compared clip by clip on the same test clips, with
 the exact McNemar test, for the tasks too small for their means to rank models. ROW is any row, or a model whose
@@ -32,8 +33,8 @@ import io
 from pathlib import Path
 
 from eval.probes import PROBES
-from eval.results import FINETUNED_SUFFIX, ModelResults, Score, read_models, read_task_facts
-from eval.taskdir import TaskFacts
+from eval.results import FINETUNED_SUFFIX, ModelResults, ResultsError, Score, read_models, read_task_facts
+from eval.taskdir import LABEL_VOCABULARY, METADATA, TaskError, TaskFacts, read_metadata, task_splits
 from hear_maeast.errors import BadInput
 from hear_maeast.files import atomic_write
 
@@ -107,6 +108,8 @@ def collect(paths: list[Path]) -> tuple[list[str], list[list[ModelResults]], dic
     blocks = model_blocks(read_models(paths))
     models = [m for block in blocks for m in block]
     tasks = sorted({t for m in models for t in m.scores})
+    for block in blocks:
+        check_task_copies(block, tasks)
     return tasks, blocks, read_task_facts(models, tasks)
 
 
@@ -172,6 +175,29 @@ def label_apart(blocks: list[list[ModelResults]]) -> None:
             parts.append(f"options {identity.model_options}")
         for m in block:
             m.name = f"{m.name} [{', '.join(parts)}]"
+
+
+def check_task_copies(block: list[ModelResults], tasks: list[str]) -> None:
+    """One model's rows were scored on one version of each task: the copies of its metadata, vocabulary and split
+    files in their task folders are equal, byte for byte (a probe row kept from before the task was rebuilt and
+    embedded again is not). ResultsError naming both folders and what to run."""
+    for task in tasks:
+        folders = [m.folder / task for m in block if task in m.scores and (m.folder / task / METADATA).is_file()]
+        if len(folders) < 2:
+            continue
+        try:
+            names = [METADATA, LABEL_VOCABULARY, *(f"{s}.json" for s in task_splits(read_metadata(folders[0]),
+                                                                                  folders[0] / METADATA))]
+        except TaskError as e:
+            raise ResultsError(f"{e} (in a results folder: delete {folders[0]} and evaluate again)") from None
+        copy = lambda folder, n: (folder / n).read_bytes() if (folder / n).is_file() else None  # noqa: E731
+        for folder in folders[1:]:
+            differ = [n for n in names if copy(folder, n) != copy(folders[0], n)]
+            if differ:
+                raise ResultsError(f"{folder} and {folders[0]} were scored on different versions of task {task} "
+                                   f"(their copies of {', '.join(differ)} differ): run the command that wrote the "
+                                   f"older one again (`hear-maeast probe` or `eval`), which scores the task as it is "
+                                   f"now")
 
 
 def table_rows(tasks: list[str], models: list[ModelResults], facts: dict[str, TaskFacts | None]) -> list[list[str]]:

@@ -1,5 +1,5 @@
 """`hear-maeast table` over `hear-maeast probe` rows: which rows are one model's, what each paired table pairs its
-rows with (issue 33).
+rows with, and the probe results it refuses to misread (issue 33).
 
 The rows are real: `probe --probe linear --probe knn` on heareval's embeddings of two synth tasks by toy_hear (the
 pitch task: train/valid/test; the timbre task: 5 folds), run once for this file; each test copies the folders it
@@ -133,3 +133,39 @@ def test_against_a_probe_row_pairs_the_same_probe_with_it_and_says_so(probed, tm
     assert paired[0][1][1:] == paired[0][2][1:] == ["0:0 p=1", "0:0 p=1"]  # copies of m-linear: no clip differs
     assert paired[0][3][1:] != ["0:0 p=1", "0:0 p=1"]  # kNN and linear on the same embeddings: some clips differ
     assert "; the other rows with m-linear." in text and "The other rows of m-linear's model" in text
+
+
+@pytest.mark.parametrize("missing_in", [["o-linear"], ["m-linear", "o-linear"]])
+def test_a_kfold_probe_row_missing_a_folds_predictions_is_refused(probed, tmp_path, missing_in):
+    """A fold's predictions deleted from the timbre task (5 folds). Before: with it gone from one row, "different
+    test clips"; from both, a paired cell silently over the 4 folds left."""
+    out = results(probed, tmp_path, {"m-linear": "m-linear", "o-linear": "m-linear"})
+    for row in missing_in:
+        (out / row / TIMBRE / "fold03.predictions.pkl").unlink()
+    error = run_cli("table", out, "--against", "m-linear", code=1).strip().splitlines()[-1]
+    assert error.startswith(f"error: {out / missing_in[0] / TIMBRE} holds the predictions of fold00, fold01, fold02, "
+                            "fold04, but its task tests fold00, fold01, fold02, fold03, fold04, each once"), error
+
+
+def test_a_probe_row_scored_on_another_version_of_the_task_than_its_model_is_refused(probed, tmp_path):
+    """The task rebuilt (its metadata changed) and `eval` run again, the probe row kept from before: its copies of
+    the task files differ from the heareval row's. Before, both scores were shown as one model's on one task."""
+    out = results(probed, tmp_path, {"m": "m-linear", "m-linear": "m-linear"})
+    run = json.loads((out / "m" / "run.json").read_text())
+    (out / "m" / "run.json").write_text(json.dumps({k: v for k, v in run.items() if k != "protocol"}))  # eval's
+    metadata = out / "m" / PITCH / "task_metadata.json"
+    metadata.write_text(metadata.read_text() + "\n")
+    error = run_cli("table", out, code=1).strip().splitlines()[-1]
+    assert error.startswith(f"error: {out / 'm-linear' / PITCH} and {out / 'm' / PITCH} were scored on different "
+                            f"versions of task {PITCH} (their copies of task_metadata.json differ)"), error
+
+
+@pytest.mark.parametrize("beside", ["not-applicable.json", "failed.json"])
+def test_a_score_beside_a_not_applicable_or_failed_file_is_refused(probed, tmp_path, beside):
+    """A kNN task folder that says both n/a (or failed) and a score. Before, the score was shown."""
+    out = results(probed, tmp_path, {"m-knn": "m-knn"})
+    (out / "m-knn" / PITCH / beside).write_text(json.dumps({"probe": "knn"}))
+    error = run_cli("table", out, code=1).strip().splitlines()[-1]
+    assert error == (f"error: {out / 'm-knn' / PITCH} holds both test.predicted-scores.json and {beside}: one of them "
+                     f"is left from another run; delete {out / 'm-knn' / PITCH} and run the command that wrote it "
+                     "again (`hear-maeast eval`, `probe` or `finetune`), which does that task again")
