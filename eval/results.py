@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eval.runs import FINETUNE, IDENTITY, RUN, protocol, read_run
+from eval.runs import EMBEDDED, FINETUNE, IDENTITY, RUN, protocol, read_run
 from eval.taskdir import METADATA, TaskError, TaskFacts, sample_rates, task_facts
 from hear_maeast.errors import BadInput, WorkFailed
 
@@ -192,9 +192,14 @@ class ModelResults:
 
 
 def read_model(model_dir: Path) -> ModelResults:
+    """One model folder's row. A task `hear-maeast probe` only embedded (its run.json record says EMBEDDED, and it
+    holds no score or failure) has no cell: heareval never ran on it, so it is neither a score nor `failed`."""
     run = read_run(model_dir) or {}
     name = run.get("name") if isinstance(run.get("name"), str) else Path(model_dir).name
-    tasks = sorted(t for t in Path(model_dir).iterdir() if t.is_dir() and is_task_result(t))
+    records = run.get("tasks", {})
+    only_embedded = lambda t: (records.get(t.name, {}).get("status") == EMBEDDED  # noqa: E731
+                               and not any((t / f).exists() for f in (SCORES, FAILED_JSON)))
+    tasks = sorted(t for t in Path(model_dir).iterdir() if t.is_dir() and is_task_result(t) and not only_embedded(t))
     return ModelResults(name, Path(model_dir), {t.name: read_score(t) for t in tasks}, run_identity(run))
 
 
@@ -205,7 +210,7 @@ def read_models(paths: list[Path]) -> list[ModelResults]:
     for p in paths:
         for mdir in model_dirs(Path(p)):
             folders.setdefault(mdir.resolve(), mdir)  # the same folder given twice is read once
-    models = [read_model(mdir) for mdir in folders.values()]
+    models = [m for m in map(read_model, folders.values()) if m.scores]  # a folder of embeddings only: no row
     names = [m.name for m in models]
     for m in models:
         if names.count(m.name) > 1:

@@ -37,12 +37,14 @@ from pathlib import Path
 from eval.results import EMBEDDINGS_DONE, SCORES, ResultsError, read_score
 from eval.runs import (DEFAULT_MODULE, RUN, model_name, open_run, package_version, progress, same_task, select_tasks,
                        weights_file, write_json)
-from eval.taskdir import TaskError, check_task, plain_name
+from eval.taskdir import EVENT, TaskError, check_task, plain_name, task_splits
 from hear_maeast.errors import BadInput, WorkFailed
 from hear_maeast.provenance import file_sha256, git_commit
 
 GRIDS = ("default", "fast", "faster")
 PREDICTION_DONE = "prediction-done.json"
+# what heareval writes per split of a task's embeddings folder (eval/probes/data.py reads them)
+EMBEDDING_FILES = ("embeddings.npy", "embedding-dimensions.json", "target-labels.pkl")
 
 
 def prediction_env() -> dict:
@@ -75,7 +77,7 @@ def load_embedding(module: str, model_path: str, model_options: dict):
     _log(f"loading {module} ({model_path or 'default weights'}, options {model_options})")
     try:
         # heareval calls load_model(path, **options) when given a path, load_model(**options) otherwise
-        return Embedding(module, model_path or None, model_options)
+        embedding = Embedding(module, model_path or None, model_options)
     except ModuleNotFoundError as e:  # the module imports one that is missing
         raise BadInput(f"--module {module}: cannot import it ({e}); install what it needs") from e
     except (TypeError, ValueError) as e:
@@ -83,6 +85,62 @@ def load_embedding(module: str, model_path: str, model_options: dict):
                        f"{json.dumps(model_options)}: {e}") from e
     except Exception as e:  # noqa: BLE001 - a third-party module failing to load is failed work, said in one line
         raise WorkFailed(f"{module}.load_model({model_path or ''}) failed: {type(e).__name__}: {e}") from e
+    embedding.module = CheckedModule(embedding.module, embedding.model)
+    return embedding
+
+
+class CheckedModule:
+    """A HEAR module whose embeddings are checked before heareval stores them: the HEAR API's types and shapes
+    (torch tensors; scene [n_sounds, scene_embedding_size]; timestamp [n_sounds, n_frames, timestamp_embedding_size]
+    with timestamps [n_sounds, n_frames] in ms, non-decreasing), finite values. A module that breaks them is a
+    WorkFailed naming the function and what it returned, not heareval's internal error or a silently wrong file."""
+
+    def __init__(self, module, model):
+        self._module, self._model = module, model
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
+
+    def _fail(self, what: str, problem: str):
+        return WorkFailed(f"--module {self._module.__name__}: {what} {problem}; the HEAR API requires {EXPECTED[what]}")
+
+    def _tensor(self, what: str, x, rank: int, rows: int, width_attr: str | None):
+        import torch
+
+        if not isinstance(x, torch.Tensor):
+            raise self._fail(what, f"returned a {type(x).__name__}, not a torch.Tensor")
+        if x.ndim != rank or x.shape[0] != rows or not x.is_floating_point():
+            raise self._fail(what, f"returned a {x.dtype} tensor of shape {list(x.shape)} for {rows} sounds")
+        width = getattr(self._model, width_attr, None) if width_attr else None
+        if isinstance(width, int) and x.shape[-1] != width:
+            raise self._fail(what, f"returned {x.shape[-1]}-d embeddings, but the model's {width_attr} is {width}")
+        if not torch.isfinite(x).all():
+            raise self._fail(what, "returned NaN or inf")
+        return x
+
+    def get_scene_embeddings(self, audio, model):
+        what = "get_scene_embeddings"
+        return self._tensor(what, self._module.get_scene_embeddings(audio, model), 2, len(audio),
+                            "scene_embedding_size")
+
+    def get_timestamp_embeddings(self, audio, model):
+        what = "get_timestamp_embeddings"
+        out = self._module.get_timestamp_embeddings(audio, model)
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise self._fail(what, f"returned a {type(out).__name__}, not (embeddings, timestamps)")
+        emb = self._tensor(what, out[0], 3, len(audio), "timestamp_embedding_size")
+        ts = self._tensor(what + " (timestamps)", out[1], 2, len(audio), None)
+        if ts.shape[1] != emb.shape[1]:
+            raise self._fail(what, f"returned timestamps {list(ts.shape)} for embeddings {list(emb.shape)}")
+        if ts.shape[1] > 1 and bool((ts.diff(dim=1) < 0).any()):
+            raise self._fail(what, "returned timestamps that decrease")
+        return emb, ts
+
+
+EXPECTED = {"get_scene_embeddings": "a float torch.Tensor [n_sounds, scene_embedding_size], finite",
+            "get_timestamp_embeddings": "(float torch.Tensor [n_sounds, n_frames, timestamp_embedding_size], "
+                                        "timestamps [n_sounds, n_frames] in ms, non-decreasing), finite",
+            "get_timestamp_embeddings (timestamps)": "timestamps as a float torch.Tensor [n_sounds, n_frames] in ms"}
 
 
 def check_rates(tasks: list[Path], sample_rate: int) -> None:
@@ -125,7 +183,7 @@ def embed_task(embedding, task_dir: Path, task_out: Path) -> float:
     from heareval.embeddings.task_embeddings import task_embeddings
 
     done = task_out / EMBEDDINGS_DONE
-    if done.exists() and same_task(task_dir, task_out):
+    if embeddings_done(task_dir, task_out):
         return 0.0
     if task_out.exists():  # half-written or of an older copy of the task: start over, as heareval's runner does
         shutil.rmtree(task_out)
@@ -135,6 +193,17 @@ def embed_task(embedding, task_dir: Path, task_out: Path) -> float:
     write_json(task_out / "profile.embeddings.json", {"time_elapsed": elapsed})
     done.write_text("")
     return elapsed
+
+
+def embeddings_done(task_dir: Path, task_out: Path) -> bool:
+    """A task's embeddings in `task_out` are finished (heareval's done marker, written last), of this very task
+    (`same_task`) and whole: every split's embeddings, dimensions and labels are there (a file deleted since is
+    embedded again, never read as missing later)."""
+    if not ((task_out / EMBEDDINGS_DONE).exists() and same_task(task_dir, task_out)):
+        return False
+    metadata = check_task(task_dir)
+    files = (*EMBEDDING_FILES, *(("filename-timestamps.json",) if metadata["embedding_type"] == EVENT else ()))
+    return all((task_out / f"{s}.{suffix}").is_file() for s in task_splits(metadata) for suffix in files)
 
 
 def scores_kept(task_out: Path) -> bool:

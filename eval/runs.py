@@ -6,7 +6,8 @@
 
 run.json (`write_json`, read by `read_run`), both protocols:
     name, protocol (absent: heareval's probe; "finetune"), module, model_file_path, weights_file, hear_maeast_version,
-    git_commit, tasks_dir, and after the run `tasks`: {task: {"status": "done" | "failed" | "n/a", ...}}
+    git_commit, tasks_dir, and after the run `tasks`: {task: {"status": "done" | "failed" | "n/a", ...}}; in a
+    model's folder, "embedded" (`EMBEDDED`): `hear-maeast probe` embedded the task, heareval has not scored it
     probe:    model_options, weights_sha256, package, package_version, sample_rate, *_embedding_size, grid
     finetune: model_sha256, preset, options (every FinetuneConfig field but save_models), seed, epochs
     linear, knn, mlp (`hear-maeast probe`, eval/probes/run.py, in RESULTS/<model>-<probe>/): the probe's identity
@@ -44,6 +45,7 @@ from hear_maeast.files import LOCK_FILE, FolderLock, atomic_write
 RUN = "run.json"
 DEFAULT_MODULE = "hear_maeast"
 PROBE, FINETUNE = "probe", "finetune"
+EMBEDDED = "embedded"  # a task record of `hear-maeast probe`: embeddings written, never scored by heareval
 # The keys that say which model (and options) a run scored; the first is the weights' sha256.
 IDENTITY = {PROBE: ("weights_sha256", "module", "model_options"), FINETUNE: ("model_sha256", "options")}
 WHAT = {PROBE: "probe results (heareval's) of `hear-maeast eval`", FINETUNE: "fine-tuning results of `hear-maeast finetune`"}
@@ -131,7 +133,7 @@ def open_run(run_dir: Path, config: dict, replace_stale: bool = False,
     run.json, so it is ours to delete)."""
     run_dir = Path(run_dir)
     _refuse_foreign(run_dir)
-    _hold_lock(run_dir)
+    hold_lock(run_dir)
     previous = read_run(run_dir)
     if check_previous(run_dir, previous, config, replace_stale):
         log(f"deleting the results in {run_dir}: they are not this model's (--replace-stale)")
@@ -159,9 +161,10 @@ def _refuse_foreign(run_dir: Path) -> None:
 _HELD: dict[Path, FolderLock] = {}  # run folders this process holds, until it exits (the kernel then releases them)
 
 
-def _hold_lock(run_dir: Path) -> None:
+def hold_lock(run_dir: Path) -> None:
     """pretrain's lock (hear_maeast.files.FolderLock) on the run folder, for the rest of this process: a second
-    `eval` or `finetune` on the same folder stops with the holder's pid instead of interleaving writes."""
+    `eval`, `finetune` or `probe` on the same folder stops with the holder's pid instead of interleaving writes
+    (`probe` holds its model's embeddings folder too, so no run replaces the embeddings it reads)."""
     key = run_dir.resolve()
     if key not in _HELD:
         _HELD[key] = FolderLock(run_dir, "--out").acquire()

@@ -125,12 +125,35 @@ def task_splits(metadata: dict, source: Path | str = METADATA) -> list[str]:
         splits = metadata["splits"]
         if not isinstance(splits, list):
             raise TaskError(f"{source}: `splits` must be a list of split names, got {splits!r}")
-        return [plain_name(s, f"{source}: split name") for s in splits]
+        splits = [plain_name(s, f"{source}: split name") for s in splits]
+    elif metadata.get("split_mode") == "trainvaltest":
+        splits = ["train", "valid", "test"]
+    elif isinstance(metadata.get("nfolds"), int) and 0 < metadata["nfolds"] <= 100:
+        splits = [f"fold{i:02d}" for i in range(metadata["nfolds"])]
+    else:
+        raise TaskError(f"{source} has neither `splits` nor a split_mode/nfolds to derive them from")
+    _check_splits(metadata, splits, source)
+    return splits
+
+
+def _check_splits(metadata: dict, splits: list[str], source) -> None:
+    """The splits heareval's rotation needs: train, valid and test once each, or for a k-fold task `nfolds` (when
+    given) distinct folds, at least 3 (each is tested once, the next one validates, the others train)."""
+    again = "rebuild the task (hear-preprocess writes them consistently)"
+    if len(set(splits)) != len(splits):
+        raise TaskError(f"{source}: `splits` names a split twice ({splits}); {again}")
     if metadata.get("split_mode") == "trainvaltest":
-        return ["train", "valid", "test"]
-    if isinstance(metadata.get("nfolds"), int) and 0 < metadata["nfolds"] <= 100:
-        return [f"fold{i:02d}" for i in range(metadata["nfolds"])]
-    raise TaskError(f"{source} has neither `splits` nor a split_mode/nfolds to derive them from")
+        if sorted(splits) != ["test", "train", "valid"]:
+            raise TaskError(f"{source}: a trainvaltest task has the splits train, valid and test, not {splits}; "
+                            f"{again}")
+        return
+    nfolds = metadata.get("nfolds")
+    if nfolds is not None and nfolds != len(splits):
+        raise TaskError(f"{source}: nfolds is {nfolds!r} but `splits` lists {len(splits)} folds ({', '.join(splits)});"
+                        f" scoring it would drop a fold without a word: {again}")
+    if len(splits) < 3:
+        raise TaskError(f"{source}: a k-fold task needs 3 or more folds (one tested, one validating, the others "
+                        f"training), it has {len(splits)}; {again}")
 
 
 def read_split(task_dir: Path, split: str) -> dict:
@@ -142,6 +165,9 @@ def read_split(task_dir: Path, split: str) -> dict:
     if not isinstance(clips, dict) or not all(isinstance(v, list) for v in clips.values()):
         raise TaskError(f"{path} must map each clip file name to a list of labels or events, as hear-preprocess "
                         f"writes it")
+    if not clips:
+        raise TaskError(f"{path} lists no clips: heareval can neither embed nor score an empty split; rebuild the "
+                        f"task, or leave it out with --task")
     for name in clips:
         plain_name(name, f"{path}: clip name")
     return clips

@@ -144,7 +144,7 @@ def test_resample_refuses_what_is_not_a_hear_task_and_names_the_missing_file(tmp
     with pytest.raises(TaskError, match="labelvocabulary.csv is missing"):
         resample_tree(tmp_path / "root", tmp_path / "out", 16000)
     (half / "labelvocabulary.csv").write_text("idx,label\n0,a\n")
-    (half / "train.json").write_text("{}")
+    (half / "train.json").write_text(json.dumps({"a.wav": ["a"]}))
     with pytest.raises(TaskError, match="valid.json is missing"):
         resample_tree(half, tmp_path / "out", 16000)
 

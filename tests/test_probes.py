@@ -178,6 +178,8 @@ def _files(*folders: Path) -> list:
     ("one-class", 1, "has a single class"),
     ("other-weights", 2, "holds results that are not this model's: they are of other weights"),
     ("truncated", 1, "cannot be read (ValueError: train.embeddings.npy holds"),
+    ("huge", 1, "reach 1e+36; above 1.63e+18 a row's squared norm overflows float32 and no probe"),
+    ("widths", 1, "are of different widths per split ({'train': 128, 'valid': 128, 'test': 64}): they are not of one"),
 ])
 def test_probe_refuses_what_it_cannot_score_in_one_line(probe_results, tmp_path, damage, code, message):
     root, out, emb = _copy(probe_results, tmp_path)
@@ -192,6 +194,15 @@ def test_probe_refuses_what_it_cannot_score_in_one_line(probe_results, tmp_path,
         _labels(emb, "train", lambda r: [keep] if r[0] == gone else r)
     elif damage == "one-class":
         _labels(emb, "train", lambda r: ["C4"])
+    elif damage == "huge":  # finite, but near float32's max: before, the mlp probe wrote NaN and recorded it done
+        dims = json.loads((emb / "train.embedding-dimensions.json").read_text())
+        x = np.memmap(emb / "train.embeddings.npy", dtype=np.float32, mode="r+", shape=tuple(dims))
+        x[0] = 1e36
+        x.flush()
+    elif damage == "widths":  # the test split of another model (or embedding type): each file whole on its own
+        dims = json.loads((emb / "test.embedding-dimensions.json").read_text())
+        np.zeros((dims[0], dims[1] // 2), np.float32).tofile(emb / "test.embeddings.npy")  # as heareval writes it
+        (emb / "test.embedding-dimensions.json").write_text(json.dumps([dims[0], dims[1] // 2]))
     elif damage == "truncated":  # a half-copied file: one row short
         path = emb / "train.embeddings.npy"
         path.write_bytes(path.read_bytes()[:-4 * json.loads((emb / "train.embedding-dimensions.json").read_text())[1]])

@@ -720,9 +720,9 @@ def test_a_run_json_whose_tasks_is_not_an_object_is_one_line(tmp_path):
 
 # -- names --
 @pytest.mark.parametrize("command,name", [("eval", "../../escaped"), ("finetune", "../../escaped"),
-                                          ("finetune", "ABSOLUTE")])
+                                          ("finetune", "ABSOLUTE"), ("probe", "../../escaped"), ("probe", "ABSOLUTE")])
 def test_every_command_taking_a_name_refuses_a_path(eval_case, tmp_path, command, name):
-    """One name check (eval.taskdir.plain_name) for `eval --name` and `finetune --name`: before, finetune wrote
+    """One name check (eval.taskdir.plain_name) for `eval`, `finetune` and `probe --name`: before, finetune wrote
     its results outside --out (into tmp_path/escaped-finetuned, or the absolute path)."""
     task, _ = eval_case
     out = tmp_path / "deep" / "out"

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from eval.probes.data import SplitData, TaskData
+from eval.probes.data import SplitData, TaskData, peak_magnitude
 from eval.probes.scoring import Postprocessing, Scorer
+from hear_maeast.errors import WorkFailed
 
 
 @dataclass
@@ -46,6 +47,11 @@ def tensors(split: SplitData, device: torch.device) -> tuple[torch.Tensor, torch
 def scored_fold(task: TaskData, scorer: Scorer, names: list[str], probs: np.ndarray, logits: np.ndarray | None,
                 post: Postprocessing, extra: dict) -> FoldResult:
     """A FoldResult for the tested split `names`, scored with the task's score functions."""
+    if not np.isfinite(probs).all():  # e.g. embeddings near float32's limits overflow the probe's layers
+        peak = max(peak_magnitude(s.x) for s in task.splits.values())
+        raise WorkFailed(f"{task.name}: the probe's predictions on {'+'.join(names)} hold NaN or inf (the embeddings "
+                         f"reach |x| = {peak:.3g}, beyond what a float32 probe can train on): scale the model's "
+                         "embeddings and embed the task again")
     test = task.pooled(names)
     scores, events = scorer.test_scores(probs, test, post)
     return FoldResult(list(names), probs, test.y, {**scores, **extra}, logits, extra, post, events)

@@ -147,6 +147,10 @@ def read_task(folder: Path, out: Path | None = None) -> TaskData:
     label_to_idx = {label: i for i, label in enumerate(labels)}
     event = metadata["embedding_type"] == EVENT
     splits = {s: _read_split(folder, s, label_to_idx, event) for s in task_splits(metadata, folder)}
+    widths = {s: d.x.shape[1] for s, d in splits.items()}
+    if len(set(widths.values())) > 1:  # each split whole, but not of one model (or one embedding type)
+        raise TaskError(f"the embeddings in {folder} are of different widths per split ({widths}): they are not of "
+                        f"one model; delete {folder} and run the same command again, which embeds the task again")
     task = TaskData(folder, metadata, labels, splits)
     if out is not None:
         check_room(task, Path(out))
@@ -204,14 +208,25 @@ def nonfinite_rows(x: np.ndarray) -> int:
     return sum(int((~np.isfinite(x[i:i + CHUNK_ROWS]).all(axis=1)).sum()) for i in range(0, len(x), CHUNK_ROWS))
 
 
+def peak_magnitude(x: np.ndarray) -> float:
+    """max |x|, chunk by chunk (a memmap is never read whole)."""
+    return max((float(np.abs(x[i:i + CHUNK_ROWS]).max()) for i in range(0, len(x), CHUNK_ROWS)), default=0.0)
+
+
 def check(task: TaskData) -> None:
-    """Refuse what no probe can score: NaN/inf embeddings (WorkFailed), a training split of one class, test labels
-    never seen in training (TaskError); each in one line saying what to do."""
+    """Refuse what no probe can score: NaN/inf embeddings, or values so large that a row's squared norm overflows
+    float32 (WorkFailed), a training split of one class, test labels never seen in training (TaskError); each in one
+    line saying what to do."""
     for name, split in task.splits.items():
         bad = nonfinite_rows(split.x)
         if bad:
             raise WorkFailed(f"{task.folder}: {bad} embedding rows of split {name} hold NaN or inf; the model "
                              f"produced them: fix the model (or its --model-options) and embed the task again")
+        peak, limit = peak_magnitude(split.x), float(np.sqrt(np.finfo(np.float32).max / split.x.shape[1]))
+        if peak > limit:  # a row's squared norm overflows float32: every probe's arithmetic turns to inf / NaN
+            raise WorkFailed(f"{task.folder}: embedding values of split {name} reach {peak:.3g}; above {limit:.3g} a "
+                             f"row's squared norm overflows float32 and no probe (heareval's included) trains on it: "
+                             f"scale the model's embeddings and embed the task again")
     for rotation in task.rotation():
         seen = task.targets(rotation["train"]).sum(0) > 0
         if task.multiclass and int(seen.sum()) < 2:

@@ -36,12 +36,13 @@ def vote(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, k: int = 
          temperature: float = TEMPERATURE) -> np.ndarray:
     """Class votes [test rows, labels] (each row sums to 1) from train_x [N, D], one-hot train_y [N, L], test_x
     [M, D]; the test rows in chunks, so the [M, N] similarities are never held whole."""
-    bank = torch.nn.functional.normalize(torch.from_numpy(np.asarray(train_x)).double(), dim=1)  # [N, D]
-    onehot = torch.from_numpy(np.asarray(train_y)).double()  # [N, L]
+    bank = torch.nn.functional.normalize(torch.from_numpy(np.asarray(train_x, dtype=np.float64)), dim=1)  # [N, D]
+    onehot = torch.from_numpy(np.asarray(train_y, dtype=np.float64))  # [N, L]
     chunk = max(1, QUERY_ELEMENTS // max(1, len(bank)))
     out = []
     for i in range(0, len(test_x), chunk):
-        query = torch.nn.functional.normalize(torch.from_numpy(np.asarray(test_x[i:i + chunk])).double(), dim=1)
+        rows = np.asarray(test_x[i:i + chunk], dtype=np.float64)  # a copy: a memmap's rows are read-only
+        query = torch.nn.functional.normalize(torch.from_numpy(rows), dim=1)
         sims, idx = (query @ bank.T).topk(min(k, len(bank)), dim=1)  # [m, k]
         weights = (sims / temperature).softmax(1)  # [m, k]
         out.append((onehot[idx] * weights[..., None]).sum(1).float().numpy())  # [m, k, L] -> [m, L]

@@ -31,12 +31,12 @@ from eval.probes import PROBES
 from eval.probes.common import FoldResult, cpu_threads
 from eval.probes.data import TaskData, read_task
 from eval.probes.scoring import Scorer
-from eval.results import EMBEDDINGS_DONE, FAILED_JSON, NOT_APPLICABLE, SCORES, read_score
-from eval.runs import (RUN, check_previous, model_name, open_run, progress, read_run, same_task, select_tasks,
-                       weights_file, write_json)
-from eval.taskdir import LABEL_VOCABULARY, METADATA, plain_name, task_splits
+from eval.results import FAILED_JSON, NOT_APPLICABLE, SCORES, Score, read_score
+from eval.runs import (EMBEDDED, RUN, check_previous, hold_lock, model_name, open_run, progress, read_run,
+                       select_tasks, weights_file, write_json)
+from eval.taskdir import LABEL_VOCABULARY, METADATA, TaskError, plain_name, task_splits
 from hear_maeast.errors import BadInput, WorkFailed
-from hear_maeast.files import atomic_write
+from hear_maeast.files import LOCK_FILE, atomic_write
 
 DONE = "probe-done.json"
 TASK_COPIES = (METADATA, LABEL_VOCABULARY)
@@ -112,21 +112,38 @@ def write_results(out: Path, task: TaskData, probe: str, results: list[FoldResul
     write_json(out / SCORES, scores)
 
 
+def kept_score(out: Path, key: dict) -> Score | None:
+    """The score of a task's probe results when they are finished (the done marker, written last, names `key`) and
+    readable (a score, or n/a); None when they must be redone: a marker of other embeddings or options, or one that
+    is damaged, or a score file deleted or damaged since."""
+    try:
+        if json.loads((out / DONE).read_text()) != key:
+            return None
+        score = read_score(out)
+    except (OSError, ValueError):  # no marker, a damaged marker (JSONDecodeError), a damaged score (ResultsError)
+        return None
+    return score if score.mean is not None or score.na else None
+
+
 def probe_task(probe: str, emb_dir: Path, out: Path, seed: int, grid: str, device: str | None = None
                ) -> tuple[str, float]:
     """Score one task's embeddings with one probe into `out`; (score text, seconds: 0 when kept)."""
-    key = {"embeddings_sha256": embeddings_sha256(emb_dir), "probe": probe, "seed": seed, "grid": grid}
-    done = out / DONE
-    if done.is_file() and json.loads(done.read_text()) == key:
-        return str(read_score(out)), 0.0
+    try:
+        key = {"embeddings_sha256": embeddings_sha256(emb_dir), "probe": probe, "seed": seed, "grid": grid}
+    except OSError as e:  # a file deleted or unreadable since the embeddings were checked
+        raise TaskError(f"the embeddings in {emb_dir} cannot be read ({e.strerror}: {e.filename}); run the same "
+                        "command again, which embeds the task again") from None
+    kept = kept_score(out, key)
+    if kept is not None:
+        return str(kept), 0.0
     if out.exists():
-        shutil.rmtree(out)  # of other embeddings or options: ours to redo (it sits in a probe's results folder)
+        shutil.rmtree(out)  # of other embeddings or options, or cut short: ours to redo (in a probe's results folder)
     start = time.time()
     task = read_task(emb_dir, out)
     found = run_probe(probe, task, seed, grid, device)
     results, info = found if found is not None else (None, {})
     write_results(out, task, probe, results, info)
-    write_json(done, key)
+    write_json(out / DONE, key)  # last: the results are whole
     return str(read_score(out)), time.time() - start
 
 
@@ -156,20 +173,27 @@ def ensure_embeddings(tasks: list[Path], emb_run: Path, module: str, model_path:
                       grid: str, replace_stale: bool) -> None:
     """Reuse `eval`'s embeddings in RESULTS/<model>/<task>/ when they are this model's and of this task's files;
     otherwise compute them there with eval's own code (load_embedding, run_config, open_run, embed_task)."""
-    from eval.runner import check_rates, embed_task, load_embedding, run_config
+    from eval.runner import check_rates, embed_task, embeddings_done, load_embedding, run_config
 
     other = refused(emb_run, model_config(module, model_path, model_options), replace_stale)
-    todo = [t for t in tasks if other or not (emb_run / t.name / EMBEDDINGS_DONE).exists()
-            or not same_task(t, emb_run / t.name)]
+    if not other and read_run(emb_run) is None and emb_run.is_dir() \
+            and any(c.name != LOCK_FILE for c in emb_run.iterdir()):
+        _log(f"warning: {emb_run} has no {RUN} (not written by `hear-maeast eval` or `probe`): its embeddings are "
+             f"taken as {module}'s without a check")
+    todo = [t for t in tasks if other or not embeddings_done(t, emb_run / t.name)]
     if not todo:
         _log(f"embeddings of {len(tasks)} tasks kept from {emb_run}")
         return
     embedding = load_embedding(module, model_path, model_options)
     check_rates(todo, int(embedding.sample_rate))
-    config = run_config(embedding, module, model_path, model_options, grid, emb_run.name, tasks[0].parent)
-    before = open_run(emb_run, config, replace_stale, _log)
-    write_json(emb_run / RUN, {**config, "tasks": before})  # eval's per-task records kept
+    previous = None if other else read_run(emb_run)
+    config = run_config(embedding, module, model_path, model_options, None, emb_run.name, tasks[0].parent)
+    records = open_run(emb_run, config, replace_stale, _log)
+    # eval's run.json (its grid, its per-task records) kept: a task it scored stays as it scored it
+    config = {**config, **(previous or {})}
     for task in todo:
+        records[task.name] = {"status": EMBEDDED}  # heareval has not scored these embeddings (table: no cell)
+        write_json(emb_run / RUN, {**config, "tasks": records})
         _log(f"embedding {task.name}: {embed_task(embedding, task, emb_run / task.name):.1f} s")
 
 
@@ -221,6 +245,8 @@ def run_probes(tasks_dir: Path, out: Path, probes: tuple[str, ...], module: str 
                    "grid": grid, "embeddings": str(emb_run.resolve())} for p in probes}
     for probe in probes:  # refused before any embedding is computed
         refused(Path(out) / configs[probe]["name"], configs[probe], replace_stale)
+    for folder in (emb_run, *(Path(out) / c["name"] for c in configs.values())):
+        hold_lock(folder)  # one run at a time on the embeddings it reads and the folders it writes
     ensure_embeddings(tasks, emb_run, module, model_path, model_options, grid, replace_stale)
     cpu_threads()
     failed, folders = [], []
