@@ -161,7 +161,8 @@ def probe(tasks_dir, probes, model_path, model_options, module, out, name, only,
 def table(results, output, csv_path, png, against):
     """Leaderboard table from RESULTS folders (RESULTS or RESULTS/<model>); printed as Markdown.
 
-    Rows: models, the HEAR 2021 reference rows (official tasks only), then each task's clips, chance and majority
+    Rows: models, the reference rows (best published, HEAR 2021 best, MSM-MAE paper; official tasks only, sources
+    in eval/references.py), then each task's clips, chance and majority
     levels. --against MODEL: which differences with MODEL the test clips can tell apart from luck.
     """
     from eval.table import write_table

@@ -1,7 +1,7 @@
 """Leaderboard tables from `hear-maeast eval` results folders (scores read by eval.results, the one reader).
 
-Rows: one per model; then the reference rows (HEAR 2021 best, MSM-MAE paper) for the official HEAR 2021 tasks
-only; then `clips` (train/valid/test sizes, or the total and number of folds) and `chance` (the score of
+Rows: one per model; then the reference rows (best published, HEAR 2021 best, MSM-MAE paper) for the official HEAR
+tasks only; then `clips` (train/valid/test sizes, or the total and number of folds) and `chance` (the score of
 predictions that ignore the audio, eval.taskdir.chance_level) for every task, and for accuracy tasks `majority`
 (always answering the training clips' most frequent label, eval.taskdir.majority_level: a skewed task's real
 floor). A task whose folder exists but has no scores (failed.json, or stopped half-way) is `failed`, never an
@@ -19,11 +19,7 @@ the exact McNemar test, for the tasks too small for their means to rank models. 
 rows are probe rows only; each table is headed by the row it pairs with (`vs <row>`): rows of a probe with that
 probe's row of ROW's model, the others with ROW itself (`pairing`).
 
-Which tasks are official: `table` sees only results folders, so a task counts as the official one when its folder
-name is one of the 19 AND its clip count, summed over the split JSONs heareval copied into the results when it
-embedded the task, is within 1 % of the official task's (hearbenchmark.com/hear-tasks, "# clips"). A task built
-from a subset and named like an official one (the 85-clip Speech Commands subset as `...-full`) gets no
-reference row.
+The reference rows, their sources and which tasks count as the official ones: eval/references.py.
 """
 
 from __future__ import annotations
@@ -33,43 +29,12 @@ import io
 from pathlib import Path
 
 from eval.probes import PROBES
-from eval.results import FINETUNED_SUFFIX, ModelResults, ResultsError, Score, read_models, read_task_facts
+from eval.references import best_note, reference_rows
+from eval.results import FINETUNED_SUFFIX, ModelResults, ResultsError, read_models, read_task_facts
 from eval.taskdir import LABEL_VOCABULARY, METADATA, TaskError, TaskFacts, read_metadata, task_splits
 from hear_maeast.errors import BadInput
 from hear_maeast.files import atomic_write
 
-# The 19 tasks of the HEAR 2021 leaderboard, by task folder name: (clips in the official task, from
-# hearbenchmark.com/hear-tasks; best score on the leaderboard, hearbenchmark.com docs/leaderboard.csv).
-HEAR_2021 = {
-    "dcase2016_task2-hear2021-full": (72, 0.925),
-    "nsynth_pitch-v2.2.3-5h": (5000, 0.878),
-    "nsynth_pitch-v2.2.3-50h": (49060, 0.900),
-    "speech_commands-v0.0.2-5h": (22890, 0.976),
-    "speech_commands-v0.0.2-full": (100503, 0.978),
-    "beehive_states_fold0-v2-full": (576, 0.878),
-    "beijing_opera-v1.0-hear2021-full": (236, 0.975),
-    "tfds_crema_d-1.0.0-full": (7438, 0.752),
-    "esc50-v2.0.0-full": (2000, 0.948),
-    "fsd50k-v1.0-full": (51185, 0.641),
-    "gunshot_triangulation-v1.0-full": (88, 0.967),
-    "tfds_gtzan-1.0.0-full": (1000, 0.883),
-    "tfds_gtzan_music_speech-1.0.0-full": (128, 0.992),
-    "libricount-v1.0.0-hear2021-full": (5720, 0.785),
-    "maestro-v3.0.0-5h": (185, 0.469),
-    "mridangam_stroke-v1.5-full": (6977, 0.975),
-    "mridangam_tonic-v1.5-full": (6977, 0.942),
-    "vocal_imitation-v1.1.3-full": (5601, 0.215),
-    "vox_lingua_top10-hear2021-full": (972, 0.720),
-}
-OFFICIAL_CLIPS = {task: clips for task, (clips, _) in HEAR_2021.items()}
-CLIPS_TOLERANCE = 0.01  # relative: the published counts are the tasks' as hear-preprocess wrote them
-HEAR_2021_BEST = {task: best for task, (_, best) in HEAR_2021.items()}
-# The MSM-MAE paper's own HEAR scores known here (abstract): CREMA-D 73.4 %, LibriCount 85.8 %.
-MSM_MAE_PAPER = {
-    "tfds_crema_d-1.0.0-full": 0.734,
-    "libricount-v1.0.0-hear2021-full": 0.858,
-}
-REFERENCES = {"HEAR 2021 best": HEAR_2021_BEST, "MSM-MAE paper": MSM_MAE_PAPER}
 FINETUNED_NOTE = ("Rows ending in `-finetuned`: the encoder fine-tuned on each task (`hear-maeast finetune`); "
                   "the other rows: heareval's probe on frozen embeddings (`hear-maeast eval`). "
                   "n/a: not fine-tuned (event task).")
@@ -84,22 +49,6 @@ APART_NOTE = ("Rows labelled `[...]` ({models}): named as one model's rows, but 
               "different models (eval.runs.IDENTITY: the weights' sha256, the module, load_model's options; e.g. "
               "`probe --replace-stale` with other weights under the same --name): the label says what differs; "
               "they are listed apart, not as one model's rows.")
-
-
-def is_official(task: str, facts: TaskFacts | None) -> bool:
-    """The task folder is one of the 19 HEAR 2021 tasks with the official task's clip count (see the docstring)."""
-    official = OFFICIAL_CLIPS.get(task)
-    return official is not None and facts is not None and abs(facts.total - official) <= CLIPS_TOLERANCE * official
-
-
-def reference_rows(tasks: list[str], facts: dict[str, TaskFacts | None]) -> dict[str, dict[str, Score]]:
-    """{reference name: {task: Score}} for the official tasks among `tasks`; references with none are left out."""
-    rows = {}
-    for ref_name, ref in REFERENCES.items():
-        row = {t: Score(ref[t]) for t in tasks if t in ref and is_official(t, facts[t])}
-        if row:
-            rows[ref_name] = row
-    return rows
 
 
 def collect(paths: list[Path]) -> tuple[list[str], list[list[ModelResults]], dict[str, TaskFacts | None]]:
@@ -372,6 +321,9 @@ def write_table(paths: list[Path], markdown: Path | None = None, csv_path: Path 
     apart = sorted({md_cell(stem(b[0].run_name)) for b in blocks if len(models_named_so(blocks, b[0])) > 1})
     if apart:
         md += "\n" + APART_NOTE.format(models=", ".join(f"`{a}`" for a in apart)) + "\n"
+    note = best_note(tasks, facts)  # each `best published` cell's model and source
+    if note:
+        md += "\n" + md_cell(note) + "\n"
     if against:
         md += "\n" + paired_markdown(tasks, blocks, facts, against)
     if markdown:

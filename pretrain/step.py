@@ -8,9 +8,9 @@ torch.compile with the settings below, so the forward, the loss and the backward
 run as one captured graph each (no graph break: benchmarks/step_profile.py counts them).
 
 Compile by default: on CUDA only, for runs of at least COMPILE_MIN_STEPS optimiser updates. Compiling the step took
-45 s on one H200 (msm-mae-base, 2026-12-04, ../shared/gpu/H200-2026-12-04/); a run of 10,000 updates repays that when
-compilation saves at least 4.5 ms a step: 13 % of msm-mae-base's eager MAE step at batch 128 (34.5 ms there) and 7 %
-of mae-ast-patch-12l's (67.2 ms). Fusing the elementwise work of a Transformer step saves more than that in
+45 s on one H200 (msm-mae-base, 2026-12-04, commit 384d0b8: benchmarks/README.md, "GPU: one NVIDIA H200"); a run
+of 10,000 updates repays that when compilation saves at least 4.5 ms a step: 13 % of msm-mae-base's eager MAE step
+at batch 128 (34.5 ms there) and 7 % of mae-ast-patch-12l's (67.2 ms). Fusing the elementwise work of a Transformer step saves more than that in
 published PyTorch measurements, but the saving on this model is not yet measured (`python benchmarks/gpu.py
 --check` measures it). Shorter runs (tests, smoke runs) stay eager; `--compile` / `--no-compile` decide either way.
 On CPU, inductor compiles C++ for minutes on a small machine, so it is never the default there.

@@ -346,36 +346,47 @@ def fake_task_result(task_out: Path, clips: dict[str, int], score: float) -> Non
     (task_out / "test.predicted-scores.json").write_text(json.dumps(scores))
 
 
-SC_FULL, CREMA_D = "speech_commands-v0.0.2-full", "tfds_crema_d-1.0.0-full"
+SC_FULL, CREMA_D, ESC50 = "speech_commands-v0.0.2-full", "tfds_crema_d-1.0.0-full", "esc50-v2.0.0-full"
 OFFICIAL_SIZES = {SC_FULL: {"train": 85111, "valid": 10102, "test": 5290},  # 100503 clips, as published
-                  CREMA_D: {f"fold0{i}": 1488 - 2 * (i == 4) for i in range(5)}}  # 7438 clips in 5 folds
+                  CREMA_D: {f"fold0{i}": 1488 - 2 * (i == 4) for i in range(5)},  # 7438 clips in 5 folds
+                  ESC50: {f"fold0{i}": 400 for i in range(5)}}
 
 
 def test_table_adds_reference_rows_for_hear_2021_tasks(tmp_path):
-    """Models first, then the HEAR 2021 best and the MSM-MAE paper where the task is one of theirs."""
+    """Models first, then the best published score, the HEAR 2021 best and the MSM-MAE paper where the task is one
+    of theirs; a note names each best published cell's model and source (ESC-50's is later than 2021)."""
     from eval.table import write_table
 
     for model in ("model_a", "model_b"):
         for task, clips in OFFICIAL_SIZES.items():
             fake_task_result(tmp_path / model / task, clips, 0.5)
     lines = write_table([tmp_path]).splitlines()
-    assert [line.split(" | ")[0] for line in lines[2:]] == ["| model_a", "| model_b", "| HEAR 2021 best",
-                                                            "| MSM-MAE paper", "| clips", "| chance", "| majority"]
-    assert lines[4:] == ["| HEAR 2021 best | 0.978 | 0.752 |", "| MSM-MAE paper |  | 0.734 |",
-                         "| clips | 85111/10102/5290 | 7438 in 5 folds |", "| chance | 0.250 | 0.250 |",
-                         "| majority | 0.250 | 0.250 |"]  # labels l0..l3 in turn: l0 (first of a tie) holds 1/4
+    assert lines[0] == f"| model | {ESC50} | {SC_FULL} | {CREMA_D} |"
+    assert [line.split(" | ")[0] for line in lines[2:9]] == ["| model_a", "| model_b", "| best published",
+                                                             "| HEAR 2021 best", "| MSM-MAE paper", "| clips",
+                                                             "| chance"]
+    assert lines[4:10] == ["| best published | 0.967 | 0.978 | 0.752 |", "| HEAR 2021 best | 0.947 | 0.978 | 0.752 |",
+                           "| MSM-MAE paper |  |  | 0.734 |",
+                           "| clips | 2000 in 5 folds | 85111/10102/5290 | 7438 in 5 folds |",
+                           "| chance | 0.250 | 0.250 | 0.250 |",
+                           "| majority | 0.250 | 0.250 | 0.250 |"]  # labels l0..l3 in turn: l0 (first of a tie) holds 1/4
+    note = lines[11]
+    assert note.startswith(f"`best published`: {ESC50}: CED-Base (CED 2023); {SC_FULL}: IUT-CSE MLP (keyword) "
+                           f"(HEAR 2021); {CREMA_D}: GURA Fuse Hubert (HEAR 2021). Sources: CED 2023: Dinkel et al."), note
+    assert "HEAR 2021: hearbenchmark.com leaderboard" in note and "PMLR 176" in note
 
 
 def test_reference_rows_attach_only_to_the_official_tasks(tmp_path):
-    """The 85-clip Speech Commands subset named like the full task gets no HEAR 2021 row (the full task has 100503)."""
+    """The 85-clip Speech Commands subset named like the full task gets no reference row (the full task has 100503)."""
     from eval.table import write_table
 
     fake_task_result(tmp_path / "model_a" / SC_FULL, {"train": 62, "valid": 12, "test": 11}, 0.909)
     fake_task_result(tmp_path / "model_a" / CREMA_D, OFFICIAL_SIZES[CREMA_D], 0.5)
     lines = write_table([tmp_path]).splitlines()
     assert lines[0] == f"| model | {SC_FULL} | {CREMA_D} |"
-    assert lines[3:5] == ["| HEAR 2021 best |  | 0.752 |", "| MSM-MAE paper |  | 0.734 |"]
-    assert lines[5] == "| clips | 62/12/11 | 7438 in 5 folds |"
+    assert lines[3:6] == ["| best published |  | 0.752 |", "| HEAR 2021 best |  | 0.752 |", "| MSM-MAE paper |  | 0.734 |"]
+    assert lines[6] == "| clips | 62/12/11 | 7438 in 5 folds |"
+    assert SC_FULL not in lines[-1] and f"{CREMA_D}: GURA Fuse Hubert (HEAR 2021)" in lines[-1]
 
 
 def test_table_keeps_two_models_of_the_same_name_apart(toy_run, tmp_path):
