@@ -12,12 +12,16 @@ mae-ast-patch-micro and mae-ast-frame-micro on 48 generated noise clips; every l
 Fine-tuning: `eval.finetune.run_finetune` on the built-in synth_pitch task (trainvaltest) for 5 epochs (20 updates)
 of randomly initialised msm-mae-micro and mae-ast-patch-micro checkpoints (seed 0); every training loss (float.hex)
 and the fold results (scores, history, best epoch; timings left out).
+Evaluation: `hear-maeast eval --grid faster` (heareval's runners) on synth_pitch and `hear-maeast probe --probe
+linear knn mlp` on synth_pitch, synth_timbre (5 folds) and synth_mixture (multi-label), default weights, as real
+subprocesses: the sha256 of every embeddings file, every test.predicted-scores.json, and `hear-maeast table`'s text.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -91,6 +95,42 @@ def finetune_losses(tasks: Path, preset: str, tmp: Path) -> dict:
     return {"train_losses": losses, "folds": folds}
 
 
+EVAL_TASKS = ("synth_pitch", "synth_timbre", "synth_mixture")
+
+
+def cli(*args) -> str:
+    import subprocess
+
+    env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "hear_maeast.cli", *map(str, args)], env=env, capture_output=True,
+                          text=True, timeout=1800)
+    if proc.returncode:  # recorded, so that the comparison names it beside the other keys
+        return f"hear-maeast {args[0]} failed (exit {proc.returncode}): {proc.stderr[-2000:]}"
+    return proc.stdout
+
+
+def eval_results(tmp: Path) -> dict:
+    """eval (heareval) on synth_pitch and the three probes on EVAL_TASKS: embeddings' sha256, scores, the table."""
+    import hashlib
+
+    from eval.synth import write_suite
+
+    write_suite(tmp / "eval-tasks", seed=0, only=EVAL_TASKS)
+    results = tmp / "eval-results"
+    cli("eval", "--tasks-dir", tmp / "eval-tasks", "--task", "synth_pitch-v1.0-small", "--grid", "faster",
+        "--out", results)
+    cli("probe", "--tasks-dir", tmp / "eval-tasks", "--probe", "linear", "--probe", "knn", "--probe", "mlp",
+        "--out", results)
+    out = {"table": cli("table", results)}
+    for f in sorted(results.rglob("*")):
+        key = str(f.relative_to(results))
+        if f.name.endswith("embeddings.npy"):
+            out[key] = hashlib.sha256(f.read_bytes()).hexdigest()
+        elif f.name == "test.predicted-scores.json":
+            out[key] = json.loads(f.read_text())
+    return out
+
+
 def fingerprint() -> dict:
     torch.set_num_threads(1)
     from eval.synth import write_suite
@@ -104,6 +144,7 @@ def fingerprint() -> dict:
         write_suite(tmp / "tasks", seed=0, only=("synth_pitch",))
         for preset in FINETUNE_PRESETS:
             out[f"finetune/{preset}"] = finetune_losses(tmp / "tasks", preset, tmp)
+        out["eval"] = eval_results(tmp)
     return out
 
 
@@ -119,6 +160,9 @@ def main() -> int:
         return 0
     before = json.loads(args.file.read_text())
     problems = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+    if "eval" in problems:  # name the files that differ
+        problems += [f"eval/{k}" for k in sorted(set(before["eval"]) | set(now.get("eval", {})))
+                     if before["eval"].get(k) != now.get("eval", {}).get(k)]
     print("differ: " + ", ".join(problems) if problems else f"bit-identical: {len(now)} runs")
     return 1 if problems else 0
 
