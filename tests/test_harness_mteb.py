@@ -27,11 +27,12 @@ def digit_task(tmp_path_factory):
 def test_mteb_evaluates_a_local_audio_classification_task(digit_task, micro_checkpoints, monkeypatch):
     import mteb
 
-    from hear_maeast.adapters.mteb import MaeastAudioModel, local_task
+    from eval.harness_tasks import mteb_task
+    from hear_maeast.adapters.mteb import MaeastAudioModel
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # nothing may come from the hub
     model = MaeastAudioModel(str(micro_checkpoints["mae-ast-patch-micro"]))
-    task = local_task(digit_task)
+    task = mteb_task(digit_task)
     calls = []
     encode = model.encode
     model.encode = lambda inputs, **kw: calls.append(out := encode(inputs, **kw)) or out  # what MTEB is given
@@ -92,3 +93,27 @@ def test_rows_it_would_embed_wrongly_are_refused_by_clip(micro_checkpoints):
     if not torch.cuda.is_available():
         with pytest.raises(BadInput, match="device 'cuda': this machine has 0 CUDA device"):
             MaeastAudioModel(str(micro_checkpoints["msm-mae-micro"]), device="cuda")
+
+
+def test_local_task_takes_clips_and_refuses_what_it_cannot_score():
+    """The adapter takes clips (name, labels, {split: [(clip, audio, label)]}); reading a HEAR task folder is
+    eval.harness_tasks.mteb_task's (the model package never imports eval)."""
+    import numpy as np
+
+    from hear_maeast.adapters.mteb import local_task
+
+    audio = np.full(4, 0.25, np.float32)
+    splits = {"fold00": [("a.wav", audio, "y")], "fold01": [("b.wav", audio, "x"), ("c.wav", audio, "y")]}
+    task = local_task("toy_task", ["x", "y"], splits)
+    assert task.metadata.name == "HearMaeastLocalToyTask"
+    assert [r["label"] for r in task.local_splits["test"]] == [0, 1] and len(task.local_splits["train"]) == 1
+    assert task.local_splits["train"][0]["audio"] == {"array": [0.25] * 4, "sampling_rate": 16000}
+    assert len(local_task("toy_task", ["x", "y"], splits, test_fold=0).local_splits["test"]) == 1
+    for labels, bad, fold, message in [
+        (["x"], splits, -1, r"MTEB task toy_task, split fold00: label\(s\) \['y'\] not in the task's 1 labels"),
+        (["x", "y"], {}, -1, "MTEB task toy_task: no splits"),
+        (["x", "y"], {"fold00": []}, -1, "MTEB task toy_task, split fold00: no clips"),
+        (["x", "y"], splits, 2, r"MTEB task toy_task: test_fold=2; expected an index of its 2 splits"),
+    ]:
+        with pytest.raises(BadInput, match=message):
+            local_task("toy_task", labels, bad, test_fold=fold)

@@ -89,7 +89,11 @@ def test_one_xares_task_runs_end_to_end_on_local_shards_of_real_audio(micro_chec
 
     tasks = safe_extract(shared_file("hear-2021.0.6-spoken_digit-1.0.9-small-44100.tar.gz"), tmp_path / "hear")
     task = next(p for p in tasks.rglob("task_metadata.json")).parent
-    folder = write_shards(task, tmp_path / "env")
+    shards = subprocess.run([sys.executable, "-m", "eval.harness_tasks", "xares-shards", str(task),
+                             str(tmp_path / "env")], capture_output=True, text=True, env=env1(), cwd=REPO, timeout=300)
+    assert shards.returncode == 0, shards.stderr[-2000:]
+    folder = Path(shards.stdout.strip())  # the documented command prints the task's folder
+    assert folder == tmp_path / "env" / "spoken_digit"
     with tarfile.open(folder / "wds-audio-fold-fold00-000000.tar") as tar:
         assert len([m for m in tar.getnames() if m.endswith(".wav")]) == 20  # 100 clips, 5 folds
     env = dict(env1(), HEAR_MAEAST_CHECKPOINT=str(micro_checkpoints["mae-ast-patch-micro"]),
@@ -123,3 +127,41 @@ def test_one_xares_task_runs_end_to_end_on_local_shards_of_real_audio(micro_chec
     for i, (name, clip) in enumerate(wavs):  # X-ARES keys an embedding by clip name and batch number
         embedding, alone = stored[f"{name}{i}"], encoder(torch.from_numpy(clip)[None])[0].numpy()
         assert embedding.shape == alone.shape and np.allclose(embedding, alone, atol=1e-5), name
+
+
+def test_write_shards_takes_clips_and_refuses_what_it_cannot_write(tmp_path):
+    """The adapter takes clips (name, labels, {split: [(clip, audio, label)]}); reading a HEAR task folder is
+    eval.harness_tasks' (the model package never imports eval)."""
+    import json
+
+    import numpy as np
+
+    from hear_maeast.adapters.xares import LABELS_FILE
+
+    audio = np.zeros(1600, np.float32)
+    splits = {"fold00": [("a.wav", audio, "x")], "fold01": [("b.c.wav", audio, "y")]}
+    folder = write_shards("toy", ["x", "y"], splits, tmp_path)
+    assert folder == tmp_path / "toy" and (folder / ".audio_tar_ready").is_file()
+    assert json.loads((folder / LABELS_FILE).read_text()) == {"labels": ["x", "y"], "folds": ["fold00", "fold01"]}
+    with tarfile.open(folder / "wds-audio-fold-fold01-000000.tar") as tar:
+        assert sorted(tar.getnames()) == ["b_c.json", "b_c.wav"]
+    for name, labels, bad, message in [
+        ("toy", ["x"], splits, r"X-ARES task toy, split fold01: label\(s\) \['y'\] not in the task's 1 labels"),
+        ("toy", ["x", "y"], {}, "X-ARES task toy: no splits"),
+        ("toy", ["x", "y"], {"fold00": []}, "X-ARES task toy, split fold00: no clips"),
+        ("../up", ["x", "y"], splits, r"X-ARES task name '\.\./up': .* give a plain name"),
+        ("toy", ["x", "y"], {"a/b": splits["fold00"]}, "X-ARES split 'a/b'"),
+    ]:
+        with pytest.raises(BadInput, match=message):
+            write_shards(name, labels, bad, tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+
+
+def test_the_shards_command_is_one_line_on_a_folder_that_is_not_a_task(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "eval.harness_tasks", "xares-shards", str(tmp_path),
+                          str(tmp_path / "env")], capture_output=True, text=True, env=env1(), cwd=REPO, timeout=120)
+    assert run.returncode == 1 and run.stderr.startswith("error: ") and "task_metadata.json is missing" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and not (tmp_path / "env").exists()
+    usage = subprocess.run([sys.executable, "-m", "eval.harness_tasks"], capture_output=True, text=True, env=env1(),
+                           cwd=REPO, timeout=120)
+    assert usage.returncode == 2 and "python -m eval.harness_tasks xares-shards TASK_DIR ENV_ROOT" in usage.stderr

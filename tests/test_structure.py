@@ -46,6 +46,20 @@ def test_eval_never_imports_pretrain():
     assert not found, f"eval imports pretrain at {found}"
 
 
+def test_the_model_package_never_imports_eval_or_pretrain():
+    """hear_maeast (the HEAR module heareval imports) depends on nothing above it: every import, at the top or
+    inside a function, of every module under hear_maeast/ (task folders reach the harness adapters through
+    eval/harness_tasks.py)."""
+    found = []
+    for path in _sources("hear_maeast"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            found += [f"{path.relative_to(REPO)}:{node.lineno} {n}" for n in names
+                      if n.split(".")[0] in ("eval", "pretrain")]
+    assert not found, f"hear_maeast imports eval or pretrain at {found}"
+
+
 def test_command_line_modules_import_without_torch():
     """`hear-maeast table`, `tasks` and `--help` start without torch; atomic_write comes from hear_maeast.files; the
     ONNX runtime and the HEAR rules it shares with the torch API never import torch (docs/harnesses.md, "ONNX")."""

@@ -140,6 +140,23 @@ class HarnessModule(torch.nn.Module):
         return x.to(self.output_device)
 
 
+def check_clips(name: str, labels, splits: dict, harness: str) -> dict[str, int]:
+    """The clips a task adapter takes (mteb.local_task, xares.write_shards): the task's name, its label vocabulary
+    and {split: [(clip name, audio [N] float at 16 kHz, label)]}, as eval.harness_tasks reads them from a HEAR task
+    folder. Returns {label: index}; no split, an empty split or a label outside the vocabulary is BadInput."""
+    index = {label: i for i, label in enumerate(labels)}
+    if not splits:
+        raise BadInput(f"{harness} task {name}: no splits; give {{split: [(clip, audio, label)]}} with at least one")
+    for split, clips in splits.items():
+        if not clips:
+            raise BadInput(f"{harness} task {name}, split {split}: no clips; give every split at least one clip")
+        unknown = sorted({str(label) for _, _, label in clips if label not in index})
+        if unknown:
+            raise BadInput(f"{harness} task {name}, split {split}: label(s) {unknown[:5]} not in the task's "
+                           f"{len(index)} labels; give every label of the clips in `labels`")
+    return index
+
+
 def require(module: str, extra: str):
     """Import a harness package, or BadInput naming the extra that installs it."""
     import importlib

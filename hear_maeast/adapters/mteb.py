@@ -1,9 +1,10 @@
 """MTEB 2.x audio (MAEB; `pip install 'hear_maeast[mteb]'`): a model MTEB's audio tasks accept, and a local audio
-classification task built from a HEAR scene task folder (nothing from the hub).
+classification task built from local clips (nothing from the hub).
 
     import mteb
+    from eval.harness_tasks import mteb_task                      # a HEAR task folder, e.g. ../shared/data's
     from hear_maeast.adapters.mteb import MaeastAudioModel, local_task
-    task = local_task("path/to/spoken_digit-1.0.9-small")          # a HEAR task folder, e.g. ../shared/data's
+    task = mteb_task("path/to/spoken_digit-1.0.9-small")          # = local_task(name, labels, splits) of its clips
     result = mteb.evaluate(MaeastAudioModel("model.safetensors"), task, cache=None)
 
 Embeddings are the HEAR API's scene embeddings, one clip at a time at its own length (the API chunks long clips),
@@ -86,20 +87,24 @@ class LocalAudioClassification(AbsTaskClassification):
         self.data_loaded = True
 
 
-def local_task(task_dir, test_fold: int = -1) -> LocalAudioClassification:
-    """A HEAR scene multiclass task folder as an MTEB task: its last fold (test_fold) is "test", the others "train"."""
-    from eval.taskdir import labelled_clips as scene_clips  # task reading has one home: eval/taskdir.py
+def local_task(name: str, labels, splits: dict, test_fold: int = -1) -> LocalAudioClassification:
+    """Clips as an MTEB task: the task's name, its label vocabulary and {split: [(clip, audio [N] at 16 kHz,
+    label)]} (eval.harness_tasks.mteb_task reads them from a HEAR task folder); split test_fold (the last) is
+    "test", the others "train"."""
+    from hear_maeast.adapters import check_clips
     from hear_maeast.timing import SAMPLE_RATE
 
-    name, labels, splits = scene_clips(task_dir)
-    index = {label: i for i, label in enumerate(labels)}
+    index = check_clips(name, labels, splits, "MTEB")
     folds = list(splits)
+    if not (isinstance(test_fold, int) and -len(folds) <= test_fold < len(folds)):
+        raise BadInput(f"MTEB task {name}: test_fold={test_fold!r}; expected an index of its {len(folds)} splits "
+                       f"{folds} (-1 = the last)")
     test = folds[test_fold]
     rows = {"train": [], "test": []}
     for fold in folds:
         for _, audio, label in splits[fold]:
             rows["test" if fold == test else "train"].append(
-                {"audio": {"array": audio.tolist(), "sampling_rate": SAMPLE_RATE}, "label": index[label]})
+                {"audio": {"array": np.asarray(audio).tolist(), "sampling_rate": SAMPLE_RATE}, "label": index[label]})
     title = "".join(w.capitalize() for w in name.replace("-", "_").split("_"))
     metadata = TaskMetadata(  # a class attribute: MTEB restores it from the class when it unloads the data
         name=f"HearMaeastLocal{title}", description=f"local clips of the HEAR task {name}", reference=None,

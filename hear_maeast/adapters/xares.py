@@ -1,8 +1,8 @@
-"""X-ARES (`pip install 'hear_maeast[xares]'`): an encoder its checker accepts, and a local task built from a HEAR
-task folder. This module is both X-ARES's encoder file and its task file (it holds one `...Encoder` class and one
-`..._config` function, which is how `xares.run` finds them):
+"""X-ARES (`pip install 'hear_maeast[xares]'`): an encoder its checker accepts, and a local task built from local
+clips (write_shards). This module is both X-ARES's encoder file and its task file (it holds one `...Encoder` class
+and one `..._config` function, which is how `xares.run` finds them):
 
-    python -m hear_maeast.adapters.xares shards TASK_DIR ENV_ROOT     # webdataset shards, one per fold
+    python -m eval.harness_tasks xares-shards TASK_DIR ENV_ROOT       # a HEAR task folder's webdataset shards
     HEAR_MAEAST_XARES_TASK=ENV_ROOT/NAME python -m xares.run --max-jobs 0 \
         hear_maeast/adapters/xares.py hear_maeast/adapters/xares.py     # X-ARES's own encode, MLP and kNN
 
@@ -51,16 +51,22 @@ class MaeastEncoder(HarnessModule):
         return self.output(embeddings)
 
 
-def write_shards(task_dir, env_root) -> Path:
-    """A HEAR scene multiclass task -> ENV_ROOT/<task>/wds-audio-fold-<split>-000000.tar (16 kHz wav + {"label"}),
-    the labels file and X-ARES's "audio ready" marker; returns the task's folder (HEAR_MAEAST_XARES_TASK)."""
+def write_shards(name: str, labels, splits: dict, env_root) -> Path:
+    """Clips (the task's name, its label vocabulary, {split: [(clip, audio [N] at 16 kHz, label)]}; the clips of a
+    HEAR task folder: eval.harness_tasks.xares_shards) -> ENV_ROOT/<name>/wds-audio-fold-<split>-000000.tar (16 kHz
+    wav + {"label"}), the labels file and X-ARES's "audio ready" marker; returns the task's folder
+    (HEAR_MAEAST_XARES_TASK)."""
+    from hear_maeast.adapters import check_clips
+
+    check_clips(name, labels, splits, "X-ARES")
+    for what, text in [("task name", name), *(("split", split) for split in splits)]:
+        if not isinstance(text, str) or text in ("", ".", "..") or Path(text).name != text or "\\" in text:
+            raise BadInput(f"X-ARES {what} {text!r}: it names a folder or shard file (ENV_ROOT/<name>/"
+                           "wds-audio-fold-<split>-000000.tar); give a plain name")
     require("webdataset", "xares")
     import soundfile as sf
     import webdataset as wds
 
-    from eval.taskdir import labelled_clips as scene_clips  # task reading has one home: eval/taskdir.py
-
-    name, labels, splits = scene_clips(task_dir)
     out = Path(env_root) / name
     out.mkdir(parents=True, exist_ok=True)
     for split, clips in splits.items():
@@ -70,7 +76,7 @@ def write_shards(task_dir, env_root) -> Path:
                 sf.write(buf, audio, SAMPLE_RATE, format="WAV", subtype="FLOAT")
                 tar.write({"__key__": Path(clip).stem.replace(".", "_"), "wav": buf.getvalue(),
                            "json": json.dumps({"label": label}).encode()})
-    (out / LABELS_FILE).write_text(json.dumps({"labels": labels, "folds": list(splits)}))
+    (out / LABELS_FILE).write_text(json.dumps({"labels": list(labels), "folds": list(splits)}))
     (out / ".audio_tar_ready").touch()
     return out
 
@@ -83,7 +89,7 @@ def hear_task_config(encoder):
     folder = Path(os.environ.get("HEAR_MAEAST_XARES_TASK", ""))
     if not (folder / LABELS_FILE).is_file():
         raise BadInput(f"HEAR_MAEAST_XARES_TASK={str(folder)!r}: no {LABELS_FILE} there; build the shards with "
-                       "`python -m hear_maeast.adapters.xares shards TASK_DIR ENV_ROOT`")
+                       "`python -m eval.harness_tasks xares-shards TASK_DIR ENV_ROOT`")
     text = os.environ.get("HEAR_MAEAST_XARES_EPOCHS", "10")
     if not text.isdigit() or int(text) < 1:
         raise BadInput(f"HEAR_MAEAST_XARES_EPOCHS={text!r}: expected a positive int (the MLP's epochs)")
@@ -99,12 +105,5 @@ def hear_task_config(encoder):
 if __name__ == "__main__":
     import sys
 
-    from hear_maeast.errors import HearMaeastError
-
-    if len(sys.argv) != 4 or sys.argv[1] != "shards":
-        sys.exit("usage: python -m hear_maeast.adapters.xares shards TASK_DIR ENV_ROOT")
-    try:
-        print(write_shards(sys.argv[2], sys.argv[3]))
-    except HearMaeastError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
+    sys.exit("the shards of a HEAR task folder: python -m eval.harness_tasks xares-shards TASK_DIR ENV_ROOT "
+             "(this module is X-ARES's encoder and task file)")
