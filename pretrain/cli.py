@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import os
 import shlex
+from dataclasses import MISSING, fields
 
 import click
 
+from hear_maeast.config import _CHOICES as MODEL_CHOICES
 from hear_maeast.config import PRESETS
 from hear_maeast.errors import BadInput, Command
+from pretrain.config import PRECISIONS, TrainConfig
 from pretrain.recipes import COMPILE_MIN_STEPS, CPU_BATCH, defaults
 
 SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
+MASK_KINDS, OBJECTIVES = MODEL_CHOICES["mask_kind"], MODEL_CHOICES["objective"]  # the model's vocabulary, one home
 
 
 def command_line(ctx: click.Context, params: dict) -> str:
@@ -36,38 +40,47 @@ DATA_HELP = ("A `hear-maeast features` store; a folder of MSM-MAE/M2D log-mel .n
              ".txt list of audio files. Audio is decoded on the fly by the loader workers.")
 
 
+# `hear-maeast pretrain`: every default is TrainConfig's (pretrain/config.py)
+TC_DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+
+
+def _tc(flag: str, help: str | None = None, **kwargs):
+    """A `pretrain` option defaulting to TrainConfig's field of the same name."""
+    return click.option(flag, default=TC_DEFAULTS[flag.split("/")[0].lstrip("-").replace("-", "_")], help=help, **kwargs)
+
+
 @click.command(cls=Command, context_settings=SETTINGS)
 @click.option("--preset", required=True, type=click.Choice(list(PRESETS)), help="Model preset (see `hear-maeast presets`).")
 @click.option("--data", required=True, help=DATA_HELP)
-@click.option("--data-root", type=click.Path(file_okay=False), help="Folder the file_name entries of a --data CSV are relative to [default: the CSV's folder].")
+@_tc("--data-root", type=click.Path(file_okay=False), help="Folder the file_name entries of a --data CSV are relative to [default: the CSV's folder].")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder: model.safetensors, train_state.pt, log.csv (locked while in use).")
-@click.option("--steps", type=click.IntRange(min=0), help="Total optimiser updates (0: write the initialised model with the data's stats).")
-@click.option("--epochs", type=click.FloatRange(min=0), help="Total passes over the data (instead of --steps).")
-@click.option("--batch-size", type=click.IntRange(min=1), help=f"Clips per process per micro-batch [default: {CPU_BATCH} on CPU; on CUDA {defaults('cuda_batch')}].")
-@click.option("--accum-steps", default=1, type=click.IntRange(min=1), help="Micro-batches per update (gradient accumulation).")
-@click.option("--seed", default=0, type=int)
-@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available).")
-@click.option("--precision", default="fp32", type=click.Choice(["fp32", "bf16", "fp16"]), help="Autocast dtype (fp16 uses a GradScaler; on CPU use fp32 or bf16, fp16 is ~20x slower there).")
-@click.option("--compile/--no-compile", default=None, help=f"torch.compile the training step (about a minute of compilation first) [default: on for CUDA runs of >= {COMPILE_MIN_STEPS:,} steps, off otherwise].")
-@click.option("--num-workers", type=click.IntRange(min=0), help="Loader processes per training process, reading, cropping and masking batches (0: in the training process) [default: min(8, cores per process - 1)].")
-@click.option("--prefetch", default=4, type=click.IntRange(min=1), help="Micro-batches each loader worker prepares ahead.")
-@click.option("--norm-stats", nargs=2, type=float, help="MEAN STD of the features [default: the store's, else from up to 10,000 clips].")
-@click.option("--lr", type=float, help=f"Peak learning rate [default: {defaults('lr')}].")
-@click.option("--weight-decay", type=float, help=f"[default: {defaults('weight_decay')}]")
-@click.option("--clip-grad", type=float, help=f"Gradient norm clip, 0 = off [default: {defaults('clip_grad')}].")
-@click.option("--schedule", type=click.Choice(["cosine", "poly", "constant"]), help=f"After warm-up [default: {defaults('schedule')}].")
-@click.option("--warmup-steps", type=click.IntRange(min=0), help=f"Linear warm-up updates [default: {defaults('warmup_frac')}].")
-@click.option("--warmup-epochs", type=click.FloatRange(min=0), help="Warm-up in epochs (instead of --warmup-steps).")
-@click.option("--mask-ratio", type=click.FloatRange(0, 1, max_open=True), help="[default: the preset's, 0.75; it must mask at least one token]")
-@click.option("--mask-kind", type=click.Choice(["random", "chunk"]), help="[default: the preset's]")
-@click.option("--objective", type=click.Choice(["mse", "joint", "generative", "discriminative"]), help="[default: the preset's]")
-@click.option("--norm-pix-loss/--no-norm-pix-loss", default=None, help="Per-patch normalised MSE targets [default: the preset's].")
-@click.option("--save-every", default=1000, type=click.IntRange(min=1), help="Write model and training state every N updates (and at the end).")
-@click.option("--log-every", default=20, type=click.IntRange(min=1), help="Read the losses back from the device every N updates (log.csv still has every step).")
-@click.option("--tensorboard", is_flag=True, help="Also log to RUN_DIR/tensorboard (needs the tensorboard package).")
-@click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its last checkpoint left off.")
+@_tc("--steps", type=click.IntRange(min=0), help="Total optimiser updates (0: write the initialised model with the data's stats).")
+@_tc("--epochs", type=click.FloatRange(min=0), help="Total passes over the data (instead of --steps).")
+@_tc("--batch-size", type=click.IntRange(min=1), help=f"Clips per process per micro-batch [default: {CPU_BATCH} on CPU; on CUDA {defaults('cuda_batch')}].")
+@_tc("--accum-steps", type=click.IntRange(min=1), help="Micro-batches per update (gradient accumulation).")
+@_tc("--seed", type=int)
+@_tc("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available).")
+@_tc("--precision", type=click.Choice(PRECISIONS), help="Autocast dtype (fp16 uses a GradScaler; on CPU use fp32 or bf16, fp16 is ~20x slower there).")
+@_tc("--compile/--no-compile", help=f"torch.compile the training step (about a minute of compilation first) [default: on for CUDA runs of >= {COMPILE_MIN_STEPS:,} steps, off otherwise].")
+@_tc("--num-workers", type=click.IntRange(min=0), help="Loader processes per training process, reading, cropping and masking batches (0: in the training process) [default: min(8, cores per process - 1)].")
+@_tc("--prefetch", type=click.IntRange(min=1), help="Micro-batches each loader worker prepares ahead.")
+@_tc("--norm-stats", nargs=2, type=float, help="MEAN STD of the features [default: the store's, else from up to 10,000 clips].")
+@_tc("--lr", type=float, help=f"Peak learning rate [default: {defaults('lr')}].")
+@_tc("--weight-decay", type=float, help=f"[default: {defaults('weight_decay')}]")
+@_tc("--clip-grad", type=float, help=f"Gradient norm clip, 0 = off [default: {defaults('clip_grad')}].")
+@_tc("--schedule", type=click.Choice(["cosine", "poly", "constant"]), help=f"After warm-up [default: {defaults('schedule')}].")
+@_tc("--warmup-steps", type=click.IntRange(min=0), help=f"Linear warm-up updates [default: {defaults('warmup_frac')}].")
+@_tc("--warmup-epochs", type=click.FloatRange(min=0), help="Warm-up in epochs (instead of --warmup-steps).")
+@_tc("--mask-ratio", type=click.FloatRange(0, 1, max_open=True), help="[default: the preset's, 0.75; it must mask at least one token]")
+@_tc("--mask-kind", type=click.Choice(MASK_KINDS), help="[default: the preset's]")
+@_tc("--objective", type=click.Choice(OBJECTIVES), help="[default: the preset's]")
+@_tc("--norm-pix-loss/--no-norm-pix-loss", help="Per-patch normalised MSE targets [default: the preset's].")
+@_tc("--save-every", type=click.IntRange(min=1), help="Write model and training state every N updates (and at the end).")
+@_tc("--log-every", type=click.IntRange(min=1), help="Read the losses back from the device every N updates (log.csv still has every step).")
+@_tc("--tensorboard", is_flag=True, help="Also log to RUN_DIR/tensorboard (needs the tensorboard package).")
+@_tc("--resume", is_flag=True, help="Continue the run in --out exactly where its last checkpoint left off.")
 @click.option("--cache", hidden=True, help="Removed: see `hear-maeast features`.")
-@click.option("--dump-rank-params", is_flag=True, hidden=True)
+@_tc("--dump-rank-params", is_flag=True, hidden=True)
 def pretrain(**kwargs):
     """Pretrain a preset on log-mel files, a feature store or audio; the result loads with hear_maeast.load_model.
 
@@ -75,7 +88,7 @@ def pretrain(**kwargs):
     inflated. Runs on CPU, one GPU, or many under `torchrun --nproc-per-node N -m pretrain ...` (same flags).
     SIGTERM (as schedulers send before a kill) writes a checkpoint and exits 143; rerun with --resume.
     """
-    from pretrain.train import TrainConfig, train
+    from pretrain.train import train
 
     if kwargs.pop("cache") is not None:
         raise BadInput("--cache was replaced by a feature store: run `hear-maeast features AUDIO STORE --preset P` "
@@ -119,7 +132,7 @@ def features(audio, out, preset, workers, data_root, commit_every):
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG: input, masked input, reconstruction.")
 @click.option("--wav", type=click.Path(dir_okay=False), help="Also render the reconstruction to audio (Griffin-Lim; see above).")
 @click.option("--mask-ratio", type=click.FloatRange(0, 1, max_open=True), help="[default: the model's]")
-@click.option("--mask-kind", type=click.Choice(["random", "chunk"]), help="[default: the model's]")
+@click.option("--mask-kind", type=click.Choice(MASK_KINDS), help="[default: the model's]")
 @click.option("--start", default=0.0, type=float, help="Seconds into the clip where the model's input window starts.")
 @click.option("--seed", default=0, type=int)
 def reconstruct(**kwargs):

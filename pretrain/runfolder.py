@@ -20,6 +20,12 @@ import torch
 from hear_maeast.errors import BadInput
 from hear_maeast.files import atomic_write
 
+# RUN_DIR/model.safetensors  the latest weights in the HEAR module's format (what `hear_maeast.load_model` reads)
+# RUN_DIR/train_state.pt     model + optimiser + scaler + RNG + step + unreadable clips, for `--resume` (written first)
+# RUN_DIR/log.csv            step, epoch, loss, lr, samples_per_s (+ the loss parts mse, nce); RUN_DIR/tensorboard/
+# RUN_DIR/.lock              held by the running process
+MODEL_FILE, STATE_FILE, LOG_FILE, TENSORBOARD = "model.safetensors", "train_state.pt", "log.csv", "tensorboard"
+
 
 def clear_temporaries(folder: Path) -> None:
     """Remove .NAME.*.tmp files left by a process killed mid-write (never loadable under the real name)."""

@@ -72,6 +72,22 @@ def test_command_line_modules_import_without_torch():
     assert proc.stdout.strip() == "[]"
 
 
+def _restated_defaults(cli_file: str, command: str, names: set[str]) -> list[str]:
+    """The options of `command` in cli_file that write their own `default=` for a config field in `names` (a copy of
+    the config's default, which would drift from it) instead of taking the config's."""
+    tree = ast.parse((REPO / cli_file).read_text())
+    function = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == command)
+    found = []
+    for call in function.decorator_list:
+        words = [a.value for a in getattr(call, "args", []) if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        if not words or not any(k.arg == "default" for k in call.keywords):
+            continue
+        name = next((w for w in words[1:] if not w.startswith("-")), words[0].split("/")[0].lstrip("-").replace("-", "_"))
+        if name in names:
+            found.append(f"{cli_file}:{call.lineno} {name}")
+    return found
+
+
 def test_finetune_options_default_to_finetune_config():
     from eval.cli import finetune
     from eval.finetune_config import FinetuneConfig
@@ -80,17 +96,38 @@ def test_finetune_options_default_to_finetune_config():
     config = FinetuneConfig()
     for field in fields(FinetuneConfig):
         assert options[field.name].default == getattr(config, field.name), field.name
+    names = {f.name for f in fields(FinetuneConfig)}
+    assert not _restated_defaults("eval/cli.py", "finetune", names), "defaults written again beside FinetuneConfig's"
 
 
 def test_pretrain_options_default_to_train_config():
-    """pretrain/cli.py stays torch-free, so its literal defaults are checked against TrainConfig's here."""
+    """Every `pretrain` option of a TrainConfig field defaults to the field's default, taken from it, not restated."""
     from pretrain.cli import pretrain
-    from pretrain.train import TrainConfig
+    from pretrain.config import TrainConfig
 
     config = {f.name: f.default for f in fields(TrainConfig)}
     options = [p for p in pretrain.params if isinstance(p, click.Option) and p.name in config]
-    written = [p for p in options if isinstance(p.default, (bool, int, float, str))]  # not None or click's unset
-    assert written and all(p.default == config[p.name] for p in written), [(p.name, p.default) for p in written]
+    assert {p.name for p in options} == set(config) - {"command"}  # every field is an option
+    assert all(p.default == config[p.name] for p in options if not p.required), [(p.name, p.default) for p in options]
+    assert not _restated_defaults("pretrain/cli.py", "pretrain", set(config)), "defaults written again beside TrainConfig's"
+
+
+def test_pretrain_choices_are_the_model_configs_vocabulary():
+    """--mask-kind and --objective offer what ModelConfig validates (hear_maeast/config.py), --precision what
+    TrainConfig runs: taken from there, so pretrain/cli.py holds none of the words itself."""
+    from hear_maeast.config import _CHOICES
+    from pretrain.cli import pretrain, reconstruct
+    from pretrain.config import PRECISIONS
+
+    for command, name, words in ((pretrain, "mask_kind", _CHOICES["mask_kind"]), (reconstruct, "mask_kind",
+                                 _CHOICES["mask_kind"]), (pretrain, "objective", _CHOICES["objective"]),
+                                 (pretrain, "precision", PRECISIONS)):
+        option = next(p for p in command.params if p.name == name)
+        assert tuple(option.type.choices) == tuple(words), (command.name, name)
+    vocabulary = {*_CHOICES["mask_kind"], *_CHOICES["objective"], *PRECISIONS}
+    tree = ast.parse((REPO / "pretrain" / "cli.py").read_text())
+    copies = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in vocabulary]
+    assert not copies, f"pretrain/cli.py restates the vocabulary at lines {copies}"
 
 
 @pytest.mark.parametrize("key, shown", [
