@@ -1,12 +1,15 @@
-"""scripts/build_corpus.py: which licences it keeps, what it refuses, and the credits it writes for the weights."""
+"""scripts/build_corpus.py's real recordings (scripts/corpus/real.py): which licences it keeps, what it refuses, and
+the credits it writes for the weights; the top file still runs as documented."""
 
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import build_corpus as bc  # noqa: E402
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+from corpus import real as bc  # noqa: E402
 
 
 @pytest.mark.parametrize("licence, tier", [
@@ -46,3 +49,15 @@ def test_credits_name_every_holder_per_package_and_licence(tmp_path):
     assert "- CC0: 1 clips, 0.1 min; game music and sound effects" in text  # no holder named: the package's note
     assert "K-Pone" in text  # openclonk's copyright file names nobody: its REAL_SOURCES note does
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_build_corpus_makes_textures_alone(tmp_path):
+    """`python scripts/build_corpus.py OUT --n-speech 0 --n-music 0 --real none` needs no espeak-ng, fluidsynth or
+    network; the clips are a pure function of (seed, kind, index), so a second run makes none."""
+    args = [sys.executable, str(SCRIPTS / "build_corpus.py"), str(tmp_path), "--n-speech", "0", "--n-music", "0",
+            "--n-texture", "3", "--real", "none"]
+    first = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "texture").iterdir()) == [f"texture_{i:05d}.wav" for i in range(3)]
+    again = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert "[texture] 3 present, 0 to make" in again.stdout

@@ -25,7 +25,7 @@ def _sources(*packages: str) -> list[Path]:
 
 def test_no_function_is_longer_than_60_lines():
     long = []
-    for path in _sources(*PACKAGES):
+    for path in _sources(*PACKAGES) + [REPO / "scripts" / "build_corpus.py"] + _sources("scripts/corpus"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 start = min([d.lineno for d in node.decorator_list] + [node.lineno])  # click options count too

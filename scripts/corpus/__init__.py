@@ -1,0 +1,1 @@
+"""The stages of scripts/build_corpus.py (the pretraining corpus of the bundled weights), one module each."""
