@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from hear_maeast import hear_rules
 from hear_maeast.checkpoint import CheckpointNotFound
+from hear_maeast.device import resolve_device  # the device rule; also hear_maeast.api.resolve_device for callers
 from hear_maeast.errors import BadInput
 from hear_maeast.hear_rules import MAX_BATCH, MAX_PEAK, tail_rule  # noqa: F401 (the API's names for them)
 from hear_maeast.loading import load_any
@@ -75,24 +76,6 @@ def configure(model: MaskedAutoencoder, layer: int = -1, norm_stats=None, device
     if device is not None:
         model.to(resolve_device(device))
     return model.eval().requires_grad_(False)
-
-
-def resolve_device(value, option: str = "device") -> torch.device:
-    """'cpu', 'cuda', 'cuda:1', 'mps' or a torch.device -> torch.device, or BadInput saying what this machine has
-    (torch's own RuntimeError would read as a bug in the package). None (no --device given): cuda when present,
-    else cpu, the package's one default."""
-    if value is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(value)
-    except (RuntimeError, ValueError, TypeError):
-        raise BadInput(f"{option} {value!r} is not a device; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
-        raise BadInput(f"{option} {value!r}: this machine has {torch.cuda.device_count()} CUDA device(s); use cpu")
-    if device.type not in ("cpu", "cuda") and not getattr(getattr(torch, device.type, None), "is_available",
-                                                          lambda: False)():
-        raise BadInput(f"{option} {value!r}: {device.type} is not available here; use cpu")
-    return device
 
 
 def _check(audio, model) -> torch.Tensor:

@@ -71,7 +71,7 @@ def parse_device(value: str | None):
     """'cpu', 'cuda', 'cuda:1', 'mps' ... -> torch.device, or BadInput saying what this machine has."""
     if value is None:
         return None
-    from hear_maeast.api import resolve_device
+    from hear_maeast.device import resolve_device
 
     return resolve_device(value, "--device")
 

@@ -284,3 +284,21 @@ def test_default_weights_load_and_say_what_they_are():
     model = hear_maeast.load_model()
     assert model.provenance.get("command"), "the bundled weights must record the command that trained them"
     assert model.provenance.get("steps", 0) > 0, "the bundled weights must be trained, never random"
+
+
+def test_the_device_rule_has_one_home_and_refuses_in_one_line(micro_checkpoints):
+    """hear_maeast.device.resolve_device serves the API, the command line, the adapters, pretraining and the probes;
+    hear_maeast.api.resolve_device is the same function (pretrain/ and eval/ import it from there)."""
+    from hear_maeast import api
+    from hear_maeast.device import resolve_device
+
+    assert api.resolve_device is resolve_device
+    assert resolve_device(None) == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == resolve_device(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(BadInput, match=r"^--device 'gpu0' is not a device; use cpu, cuda or cuda:N$"):
+        resolve_device("gpu0", "--device")
+    with pytest.raises(BadInput, match=r"^device 'cuda:99': this machine has \d+ CUDA device\(s\); use cpu$"):
+        resolve_device("cuda:99")
+    with pytest.raises(BadInput, match=r"device 'cuda:99': this machine has"):
+        hear_maeast.load_model(str(micro_checkpoints["msm-mae-micro"]), device="cuda:99")
+    assert hear_maeast.load_model(str(micro_checkpoints["msm-mae-micro"]), device="cpu").device.type == "cpu"

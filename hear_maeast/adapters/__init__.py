@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from hear_maeast.device import resolve_device
 from hear_maeast.errors import BadInput
 from hear_maeast.timing import SAMPLE_RATE
 
@@ -40,7 +41,7 @@ class Embedder:
 
             if checkpoint or model_options:
                 raise BadInput(f"onnx={onnx!r}: the graph holds the model; pass no checkpoint or model options with it")
-            if device is not None and api.resolve_device(device).type != "cpu":
+            if device is not None and resolve_device(device).type != "cpu":
                 raise BadInput(f"onnx={onnx!r}, device={str(device)!r}: an exported graph runs on onnxruntime's CPU "
                                "provider; leave out device, or embed with the checkpoint itself")
             self.model = load_onnx(onnx, layer=layer)
@@ -127,7 +128,7 @@ class HarnessModule(torch.nn.Module):
             raise BadInput(f"{type(self).__name__}.to({dtype}): the model runs in float32; for mixed precision run it "
                            "under torch.autocast instead")
         if device is not None:
-            self.output_device = self.embedder.api.resolve_device(str(device), f"{type(self).__name__}.to")
+            self.output_device = resolve_device(str(device), f"{type(self).__name__}.to")
         return super().to(*args, **kwargs)
 
     def cuda(self, device=None):
