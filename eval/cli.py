@@ -6,7 +6,6 @@ option or argument, 1 for failed work such as a bad task folder or a task that c
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -14,9 +13,8 @@ import click
 from eval.finetune_config import FinetuneConfig
 from eval.probes import PROBES
 from hear_maeast.errors import BadInput, Command, Group
+from hear_maeast.options import MODEL_OPTIONS_EXAMPLE, parse_model_options  # --model-options: read in one place
 from hear_maeast.timing import SAMPLE_RATE
-
-MODEL_OPTIONS_EXAMPLE = '{"layer": 4}'  # a real option of hear_maeast.load_model (tests/test_eval_tasks.py checks it)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -60,18 +58,6 @@ def speech_commands(src: Path, out: Path, test_set: Path | None, mode: str):
     from eval.speech_commands import build
 
     click.echo(str(build(src, out, test_set=test_set, mode=mode)))
-
-
-def parse_model_options(text: str) -> dict:
-    """--model-options: a JSON object, passed to MODULE.load_model as keyword arguments."""
-    try:
-        options = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise BadInput(f"--model-options {text!r} is not valid JSON ({e}); expected an object such as "
-                       f"'{MODEL_OPTIONS_EXAMPLE}'") from e
-    if not isinstance(options, dict):
-        raise BadInput(f"--model-options must be a JSON object such as '{MODEL_OPTIONS_EXAMPLE}', got {text!r}")
-    return options
 
 
 @tasks.command(cls=Command)

@@ -20,6 +20,7 @@ import click
 from hear_maeast import __version__
 from hear_maeast.errors import Group
 from hear_maeast.files import atomic_write, check_output
+from hear_maeast.options import MODEL_OPTIONS_EXAMPLE, parse_model_options
 from hear_maeast.provenance import file_sha256
 
 # name -> "module:attribute" of a click.Command
@@ -76,19 +77,6 @@ def parse_device(value: str | None):
     return resolve_device(value, "--device")
 
 
-def parse_model_options(text: str) -> dict:
-    """--model-options: a JSON object of load_model options."""
-    try:
-        options = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise click.BadParameter(f"not valid JSON ({e}); expected an object such as '{{\"layer\": 6}}'",
-                                 param_hint="--model-options") from None
-    if not isinstance(options, dict):
-        raise click.BadParameter(f"{text!r} is a JSON {type(options).__name__}; expected an object such as "
-                                 "'{\"layer\": 6}'", param_hint="--model-options")
-    return options
-
-
 # ---- presets -----------------------------------------------------------------------------------------
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
@@ -122,7 +110,7 @@ def presets(as_json):
 @click.command()
 @click.argument("audio", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--model", "model_path", default="", help="Checkpoint (.safetensors or official); default: bundled weights.")
-@click.option("--model-options", default="{}", help='JSON object of load_model options, e.g. \'{"layer": 6}\'.')
+@click.option("--model-options", default="{}", help=f"JSON object of load_model options, e.g. '{MODEL_OPTIONS_EXAMPLE}'.")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N (default: cpu, or the model options' device).")
 @click.option("--timestamps", is_flag=True, help="Also write timestamp embeddings (ragged: one array per file).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output .npz file.")

@@ -147,3 +147,25 @@ def test_no_output_replaces_an_input_a_pipe_or_a_device(micro_checkpoints, tmp_p
     ]:
         refused(cli(*args, check=False), code, message)
     assert snapshot(tmp_path) == before  # the checkpoint, both links, the pipe and the link to /dev/null survive
+
+
+def test_model_options_are_read_in_one_place_with_one_line_refusals(tmp_path):
+    """`embed` and `eval` read --model-options with hear_maeast.options.parse_model_options: a JSON object, or one
+    line (exit 2) with an example; before, `embed` gave click's usage block and `eval` another wording."""
+    import eval.cli
+    import hear_maeast.cli
+    from hear_maeast.options import parse_model_options
+
+    assert eval.cli.parse_model_options is hear_maeast.cli.parse_model_options is parse_model_options
+    assert parse_model_options('{"layer": 4}') == {"layer": 4}
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.zeros(1600, np.float32), 16000)
+    for text, message in [("[1]", "error: --model-options must be a JSON object such as '{\"layer\": 4}', got '[1]' "
+                                  "(a JSON array)"),
+                          ("{layer: 4}", "error: --model-options '{layer: 4}' is not valid JSON (Expecting property "
+                                         "name enclosed in double quotes: line 1 column 2 (char 1)); expected an "
+                                         "object such as '{\"layer\": 4}'")]:
+        for args in (["embed", wav, "-o", tmp_path / "out.npz"], ["eval", "--tasks-dir", tmp_path, "--out", tmp_path]):
+            proc = cli(*args, "--model-options", text, check=False)
+            assert proc.returncode == 2 and proc.stderr.strip() == message, (args, proc.stderr)
+    assert not (tmp_path / "out.npz").exists()

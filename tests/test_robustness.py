@@ -223,7 +223,7 @@ def core_inputs(tmp_path, micro_checkpoints) -> _CorePath:
                        2, "error: device 'cuda': this machine has 0 CUDA device(s); use cpu",
                        marks=_core_pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="CUDA is here")),
     (["embed", "noise.wav", "--model-options", "[1]"], 2,
-     "Invalid value for --model-options: '[1]' is a JSON list; expected an object"),
+     "error: --model-options must be a JSON object such as '{\"layer\": 4}', got '[1]' (a JSON array)"),
     (["embed", "empty.wav", "--model", "good.safetensors"], 2, "empty.wav: the file holds no audio (0 samples)"),
     (["embed", "noise.wav", "--model", "notes.txt"], 2, "notes.txt: not a checkpoint hear_maeast can read"),
     (["embed", "noise.wav", "--model", "truncated.safetensors"], 2,
