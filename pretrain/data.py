@@ -3,7 +3,8 @@
 `open_source(data, cfg)` turns `--data` into one of three sources, each an index held in a few numpy arrays (no
 Python object per clip, so memory stays flat in the corpus size and forked loader workers share it):
 
-  FeatureStore  a `hear-maeast features` folder: manifest.json, clips.csv, shards/*.f16 (float16, time-major [T, F])
+  FeatureStore  a `hear-maeast features` folder: manifest.json, clips.csv, shards/*.f16 (float16, time-major [T, F];
+                the format and its checks: pretrain/store.py)
   NpyFiles      MSM-MAE/M2D log-mel files made by `wav_to_lms.py`: .npy float32 [1, F, T] or [F, T], a folder
                 (any sub-folders) or a CSV with a `file_name` column, relative to `--data-root`
   AudioFiles    audio decoded on the fly: a folder (wav/flac/ogg, any sub-folders), a .txt list, a CSV with a
@@ -18,8 +19,6 @@ features do not fit the preset (80 log-mel vs 128 fbank bins, wrong rank) with t
 from __future__ import annotations
 
 import csv
-import json
-import math
 import os
 from array import array
 from pathlib import Path
@@ -28,19 +27,13 @@ import numpy as np
 import torch
 
 from hear_maeast.audio import AUDIO_EXTENSIONS, load_audio
-from hear_maeast.config import norm_stats_problem
 from hear_maeast.errors import BadInput
 from hear_maeast.files import open_regular
+from pretrain.store import CLIPS, MANIFEST, clip_rows, damaged, read_manifest
+from pretrain.store import CLIP_COLUMNS, SHARDS, STORE_FORMAT, UnreadableManifest  # noqa: F401 - pretrain.data's names
 
-STORE_FORMAT = "hear_maeast-features/1"
-MANIFEST, CLIPS, SHARDS = "manifest.json", "clips.csv", "shards"
-CLIP_COLUMNS = ["file_name", "offset", "frames", "source", "error"]  # clips.csv: one row per source file, in order
 SEGMENT_FRAMES = 6000  # audio decoded on the fly goes through the front end a minute at a time (bounded memory)
 LIST_SUFFIXES = (".txt", ".lst", ".list")
-
-
-class UnreadableManifest(BadInput):
-    """A store's manifest.json that is not JSON (cut short, overwritten): `features` starts that store over."""
 
 
 class WrongShape(BadInput):
@@ -284,46 +277,6 @@ class FeatureStore(Source):
         return dict(self.__dict__, _maps={})
 
 
-STORE_DTYPES = ("float16", "float32")  # what a shard may hold: np.memmap of "object" would read pointers
-
-
-def _damaged(root: Path, what: str) -> BadInput:
-    return BadInput(f"--data {root}: {what}; the feature store is damaged: delete it and run `hear-maeast features` "
-                    "again")
-
-
-def read_manifest(root: Path) -> dict:
-    """A store's manifest.json, checked: an object of our format, a float dtype, a bin count, and (when complete)
-    clip and frame counts. BadInput saying to re-run `features` (which rewrites an unreadable manifest) otherwise."""
-    try:
-        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise UnreadableManifest(f"--data {root}: unreadable {MANIFEST} ({e}); run `hear-maeast features AUDIO {root} "
-                                 "--preset P` again: it rewrites the manifest and converts the audio again") from e
-    if not isinstance(manifest, dict) or manifest.get("format") != STORE_FORMAT:
-        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-        raise BadInput(f"--data {root}: {MANIFEST} of format {found!r}, expected {STORE_FORMAT!r}")
-    problems = [f"dtype {manifest.get('dtype')!r} is not one of {STORE_DTYPES}"] * (
-        manifest.get("dtype") not in STORE_DTYPES)
-    if not (_count(manifest.get("n_mels")) and 0 < manifest["n_mels"] <= 1024):
-        problems.append(f"n_mels {manifest.get('n_mels')!r} is not a bin count")
-    if manifest.get("complete") and not (_count(manifest.get("clips")) and _count(manifest.get("frames"))):
-        problems.append("a complete store without whole `clips` and `frames` counts")
-    stats = (manifest.get("norm_mean"), manifest.get("norm_std"))
-    if stats[1] is not None:
-        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in stats)
-        why = norm_stats_problem(*stats) if numbers and stats[1] > 0 else "expected a finite mean and a std > 0"
-        if why:
-            problems.append(f"normalisation statistics {list(stats)} are unusable ({why})")
-    if problems:
-        raise _damaged(root, f"{MANIFEST}: " + "; ".join(problems))
-    return manifest
-
-
-def _count(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
-
-
 def read_store(root: Path, require_complete: bool = True) -> FeatureStore:
     """Open a store: the manifest and the clip table, checked against each other and against the shards' sizes
     (rows inside shards/, contiguous, non-empty; each shard exactly as long as its rows), so that a store that
@@ -332,55 +285,19 @@ def read_store(root: Path, require_complete: bool = True) -> FeatureStore:
     if require_complete and not manifest.get("complete"):
         raise BadInput(f"--data {root}: the feature store is unfinished; run the same `hear-maeast features` "
                        "command again to finish it")
-    names, ends = _clip_rows(root, shard := array("i"), offset := array("q"), frames := array("q"))
+    names, ends = clip_rows(root, shard := array("i"), offset := array("q"), frames := array("q"))
     row_bytes = int(manifest["n_mels"]) * np.dtype(manifest["dtype"]).itemsize
     for name, rows in zip(names, ends):
         path = root / name
         size = path.stat().st_size if path.is_file() else None
         if size != rows * row_bytes:
-            raise _damaged(root, f"{name} holds {size if size is not None else 'no file of'} bytes, its {CLIPS} rows "
+            raise damaged(root, f"{name} holds {size if size is not None else 'no file of'} bytes, its {CLIPS} rows "
                                  f"say {rows} frames of {manifest['n_mels']} {manifest['dtype']} bins ({rows * row_bytes})")
     if manifest.get("complete") and (manifest["clips"], manifest["frames"]) != (len(offset), sum(frames)):
-        raise _damaged(root, f"{MANIFEST} says {manifest['clips']} clips of {manifest['frames']} frames, {CLIPS} lists "
+        raise damaged(root, f"{MANIFEST} says {manifest['clips']} clips of {manifest['frames']} frames, {CLIPS} lists "
                              f"{len(offset)} of {sum(frames)}")
     arrays = [np.frombuffer(a, dt) if len(a) else np.zeros(0, dt) for a, dt in ((shard, np.int32), (offset, np.int64), (frames, np.int64))]
     return FeatureStore(root, manifest, names, *arrays)
-
-
-def _clip_rows(root: Path, shard: array, offset: array, frames: array) -> tuple[list[str], list[int]]:
-    """Fill (shard number, offset, frames) from clips.csv; (shard names, rows used in each). Every row must name a
-    file of shards/, and follow the previous row of its shard with at least one frame."""
-    names: dict[str, int] = {}
-    ends: list[int] = []
-    try:
-        with open(root / CLIPS, newline="", encoding="utf-8") as f:
-            for line, row in enumerate(csv.DictReader(f), start=2):
-                if row.get("error"):
-                    continue
-                where = f"{CLIPS} line {line}"
-                name, o, t = row.get("file_name") or "", _int(row.get("offset")), _int(row.get("frames"))
-                parts = name.split("/")
-                if len(parts) != 2 or parts[0] != SHARDS or parts[1] in ("", ".", "..") or "\\" in name:
-                    raise _damaged(root, f"{where}: file_name {name!r} is not a file of its {SHARDS}/ folder")
-                s = names.setdefault(name, len(names))
-                ends += [0] * (s + 1 - len(ends))
-                if o != ends[s] or t is None or t <= 0:
-                    raise _damaged(root, f"{where}: offset {row.get('offset')!r} and frames {row.get('frames')!r} do "
-                                         f"not follow the previous row of {name} (offset {ends[s]}, frames >= 1)")
-                ends[s] += t
-                shard.append(s)
-                offset.append(o)
-                frames.append(t)
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise _damaged(root, f"unreadable {CLIPS} ({e})") from None
-    return list(names), ends
-
-
-def _int(text) -> int | None:
-    try:
-        return int(text)
-    except (TypeError, ValueError):
-        return None
 
 
 # ---- --data -> a source --------------------------------------------------------------------------------------------

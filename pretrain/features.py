@@ -33,8 +33,8 @@ from hear_maeast.files import FolderLock, atomic_write
 from hear_maeast.errors import BadInput
 from hear_maeast.provenance import git_commit
 from hear_maeast.timing import HOP, SAMPLE_RATE
-from pretrain.data import (CLIP_COLUMNS, CLIPS, MANIFEST, SHARDS, STORE_FORMAT, AudioFiles, Paths,
-                           UnreadableManifest, list_file, open_source, read_manifest, read_store)
+from pretrain.data import AudioFiles, Paths, list_file, open_source, read_store
+from pretrain.store import CLIP_COLUMNS, CLIPS, MANIFEST, SHARDS, STORE_FORMAT, UnreadableManifest, read_manifest
 from pretrain.loader import identity, clip_sums, mean_std, stats_sample
 from pretrain.runfolder import clear_temporaries
 
