@@ -8,7 +8,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from hear_maeast.api import resolve_device
+from hear_maeast.device import resolve_device
 
 
 def setup_distributed(device: str | None) -> tuple[int, int, torch.device]:
