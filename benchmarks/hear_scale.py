@@ -617,7 +617,7 @@ def state(folder: Path, metadata: dict) -> str:
         except (OSError, json.JSONDecodeError):
             same = False
         return "complete" if same else "ours"
-    remove_own_folder(folder, DONE)  # raises: the folder is not ours, it is left alone
+    remove_own_folder(folder, (DONE,))  # raises: the folder is not ours, it is left alone
     return "ours"
 
 
@@ -627,7 +627,7 @@ def write_task(out: Path, plan: TaskPlan, pool: ProcessPoolExecutor | None, work
     tmp = folder.with_name(folder.name + ".partial")
     for old in (folder, tmp):
         if old.exists():
-            remove_own_folder(old, PARTIAL if (old / PARTIAL).is_file() else DONE)
+            remove_own_folder(old, (PARTIAL, DONE))
     tmp.mkdir(parents=True)
     (tmp / PARTIAL).write_text("")
     for split in plan.splits:
@@ -695,7 +695,7 @@ def write(out: Path, shapes: list[Shape], fraction: float, seed: int, jobs: int,
     for p in plans:  # a .partial folder that is not ours is refused before anything is written
         tmp = out / (p.shape.folder + ".partial")
         if tmp.exists() and not (tmp / PARTIAL).is_file():
-            remove_own_folder(tmp, PARTIAL)
+            remove_own_folder(tmp, (PARTIAL,))
     todo = [p for p, st in zip(plans, states) if st != "complete"]
     check_space(out, todo)
     out.mkdir(parents=True, exist_ok=True)

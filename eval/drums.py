@@ -27,7 +27,8 @@ import numpy as np
 import soundfile as sf
 
 from eval.debian import Deb, fetch_unpacked
-from eval.taskdir import TaskError, audio_info, read_audio
+from eval.taskdir import METADATA, TaskError, audio_info, read_audio
+from eval.taskwrite import finish_task, start_task, task_done
 from hear_maeast.timing import SAMPLE_RATE
 
 TASK = "hydrogen_drums-v1.0-full"
@@ -136,10 +137,8 @@ def class_balance(clips: list[dict], folds: dict[str, int], nfolds: int = NFOLDS
 
 
 def write_task(clips: list[dict], out_root: Path, source: str) -> Path:
-    """Write OUT_ROOT/hydrogen_drums-v1.0-full/ (via a .partial folder, renamed when complete)."""
-    task_dir = Path(out_root) / TASK
-    partial = task_dir.with_name(task_dir.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    """Write OUT_ROOT/hydrogen_drums-v1.0-full/ (eval.taskwrite: a .partial folder, renamed when complete)."""
+    partial = start_task(Path(out_root) / TASK)
     folds = assign_folds(clips)
     splits = [f"fold{i:02d}" for i in range(NFOLDS)]
     labels = {s: {} for s in splits}
@@ -157,11 +156,16 @@ def write_task(clips: list[dict], out_root: Path, source: str) -> Path:
         "kits_by_fold": {s: sorted({c["kit"] for c in clips if splits[folds[c["group"]]] == s}) for s in splits},
         "class_balance": class_balance(clips, folds),
     }
-    (partial / "task_metadata.json").write_text(json.dumps(metadata, indent=1))
-    (partial / "labelvocabulary.csv").write_text("idx,label\n" + "".join(f"{i},{l}\n" for i, l in enumerate(LABELS)))
-    shutil.rmtree(task_dir, ignore_errors=True)
-    partial.rename(task_dir)
-    return task_dir
+    return finish_task(partial, metadata, LABELS, {"source": source})
+
+
+def _built_before(task_dir: Path, source: str) -> bool:
+    """A folder an earlier version wrote (no done marker; it renamed the folder into place whole): its metadata
+    names this source."""
+    try:
+        return json.loads((task_dir / METADATA).read_text()).get("source") == source
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def build(out_root: Path, cache: Path) -> Path:
@@ -169,8 +173,8 @@ def build(out_root: Path, cache: Path) -> Path:
 
     Kept when already complete. Raises eval.debian.PackageUnavailable when the package cannot be fetched.
     """
-    task_dir = Path(out_root) / TASK
-    if (task_dir / "task_metadata.json").is_file():
+    task_dir, source = Path(out_root) / TASK, f"Debian {DEB.package} {DEB.version} ({DEB.filename})"
+    if task_done(task_dir, {"source": source}) or _built_before(task_dir, source):
         return task_dir
     root = fetch_unpacked(DEB, cache)
     kits = root / KITS
@@ -179,6 +183,6 @@ def build(out_root: Path, cache: Path) -> Path:
     clips = collect(kits)
     if len(clips) < 500:
         raise TaskError(f"only {len(clips)} usable drum hits in {kits} (expected about 600): the package changed")
-    task_dir = write_task(clips, out_root, f"Debian {DEB.package} {DEB.version} ({DEB.filename})")
+    task_dir = write_task(clips, out_root, source)
     shutil.rmtree(root)  # 220 MB unpacked; the .deb stays in CACHE for the next build
     return task_dir

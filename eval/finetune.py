@@ -27,18 +27,9 @@ Protocol (docs/finetuning.md):
   when the task sets `use_scoring_for_early_stopping: false`, as heareval) is kept and scored on test; training
   stops after `--patience` epochs without a better one.
 
-Layout (each run its own folder, like `hear-maeast eval`):
-
-    RESULTS/<name>/run.json                     model (+ sha256), options, seed, package version, git commit, and per
-                                                task the status, score and best epoch of every fold
-    RESULTS/<name>/<task>/test.predicted-scores.json   heareval's keys: "test" or "fold00".. + "aggregated_scores";
-                                                       its "epoch" is the best epoch, counted from 1
-    RESULTS/<name>/<task>/<fold>.finetune.json         a finished fold (kept on resume)
-    RESULTS/<name>/<task>/<fold>.finetune-state.pt     the fold's training state after its last finished epoch
-    RESULTS/<name>/<task>/not-applicable.json          an event task: not fine-tuned (`table` shows n/a)
-    RESULTS/<name>/<task>/failed.json                  what went wrong, when it did
-    RESULTS/<name>/<task>/task_metadata.json, labelvocabulary.csv, <split>.json   copies of the task's files: the
-                                                       task's results are kept only while they equal them
+Layout (each run its own folder, like `hear-maeast eval`): eval/layout.py (heareval's score file, whose "epoch" is
+the best epoch counted from 1; per fold a finished `<fold>.finetune.json`, kept on resume, and the training state
+after its last finished epoch; the task's files copied, its results kept only while they equal them).
 
 The run-folder rules are eval/runs.py's, as for `hear-maeast eval`: a folder of other weights or options is refused,
 or replaced with --replace-stale (`make eval` passes it); a task whose files changed is fine-tuned again.
@@ -65,11 +56,12 @@ from torch import nn
 from tqdm import tqdm
 
 from eval.finetune_config import FinetuneConfig
-from eval.results import FINETUNED_SUFFIX, NOT_APPLICABLE, SCORES
-from eval.runs import (DEFAULT_MODULE, FINETUNE, RUN, copy_task_files, model_name, open_run, package_version, progress,
+from eval.finetune_data import Split, crop_batch, mixup, spec_augment
+from eval.layout import FINETUNED_SUFFIX, NOT_APPLICABLE, RUN, SCORES
+from eval.protocol import aggregate, first_value, rotation, score_functions
+from eval.runs import (DEFAULT_MODULE, FINETUNE, copy_task_files, model_name, open_run, package_version, progress,
                        same_task, select_tasks, weights_file, write_json)
-from eval.taskdir import (EVENT, SceneClips, check_task, clip_batches, label_indices, plain_name, read_clip,
-                          read_metadata, scene_clips)
+from eval.taskdir import EVENT, check_task, clip_batches, label_indices, plain_name, read_metadata, task_splits
 from hear_maeast.files import atomic_write
 from hear_maeast.api import get_scene_embeddings, tail_rule
 from hear_maeast.errors import BadInput, WorkFailed
@@ -78,97 +70,12 @@ from hear_maeast.optim import layer_decay_groups, lr_at
 from hear_maeast.provenance import file_sha256
 from hear_maeast.timing import HOP, SAMPLE_RATE, WIN
 
-MIXUP_BETA = 10.0  # SSAST's dataloader: lambda ~ Beta(10, 10)
 SPECAUG_FRACTION = 3 / 16  # SSAST ESC-50: freqm 24 of 128 bins, timem 96 of 512 frames
 HEAD_INIT_STD = 2e-5  # MAE fine-tuning: trunc_normal_(head.weight, std=2e-5)
 ADAMW_BETAS = (0.9, 0.999)
 
 
 _log = progress("finetune")
-
-
-# ---------------------------------------------------------------------------------------------- splits
-def data_splits(metadata: dict) -> list[dict[str, list[str]]]:
-    """heareval's rotation: [{"train": [...], "valid": [...], "test": [...]}, ...], one entry per fold to test."""
-    if metadata["split_mode"] == "trainvaltest":
-        return [{"train": ["train"], "valid": ["valid"], "test": ["test"]}]
-    folds = sorted(metadata["splits"])
-    k = len(folds)
-    if k < 3:
-        raise BadInput(f"a k-fold task needs at least 3 folds (one test, one valid, one to train on), got {folds}")
-    return [{"train": [f for f in folds if f not in (folds[i], folds[(i + 1) % k])],
-             "valid": [folds[(i + 1) % k]], "test": [folds[i]]} for i in range(k)]
-
-
-def aggregate_folds(results: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Mean and std over folds of every number, as heareval aggregates (a pandas frame: skips NaN, ddof 1)."""
-    import pandas as pd
-
-    frame = pd.DataFrame.from_dict(results, orient="index")
-    out = {}
-    for key in frame:
-        out[f"{key}_mean"] = float(frame[key].mean())
-        out[f"{key}_std"] = float(frame[key].std())
-    return out
-
-
-# ---------------------------------------------------------------------------------------------- data
-@dataclass
-class Split:
-    """The clips of one or more task splits (eval.taskdir.SceneClips) and their targets [N, C] (one-hot or
-    multi-hot)."""
-
-    clips: SceneClips
-    targets: torch.Tensor
-
-    @classmethod
-    def read(cls, task_dir: Path, names: list[str], label_to_idx: dict[str, int]) -> "Split":
-        """The splits `names` of a scene task, audio at the model's 16 kHz."""
-        clips = scene_clips(task_dir, names, label_to_idx, SAMPLE_RATE)
-        targets = torch.zeros(len(clips), clips.n_labels)
-        for i, idx in enumerate(clips.labels):
-            targets[i, idx] = 1.0
-        return cls(clips, targets)
-
-    @property
-    def files(self) -> list[Path]:
-        return self.clips.files
-
-    @property
-    def samples(self) -> list[int]:
-        return self.clips.samples
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-
-def crop_batch(split: Split, idx: np.ndarray, crop: int, rng: np.random.Generator) -> torch.Tensor:
-    """Random crops of `crop` samples (or of the batch's shortest clip when shorter): [B, L]."""
-    length = min(crop, *(split.samples[i] for i in idx))
-    starts = [int(rng.integers(0, split.samples[i] - length + 1)) for i in idx]
-    return torch.from_numpy(np.stack([read_clip(split.files[i], s, s + length) for i, s in zip(idx, starts)]))
-
-
-def mixup(wav: torch.Tensor, targets: torch.Tensor, p: float, rng: np.random.Generator):
-    """SSAST's mixup: with probability p per example lam * x + (1 - lam) * partner, lam ~ Beta(10, 10); labels alike."""
-    b = wav.shape[0]
-    partner = torch.from_numpy(rng.permutation(b))
-    lam = torch.from_numpy(rng.beta(MIXUP_BETA, MIXUP_BETA, b).astype(np.float32))
-    lam = torch.where(torch.from_numpy(rng.random(b) < p), lam, torch.ones(b))  # [B]; 1: not mixed
-    return (lam[:, None] * wav + (1 - lam[:, None]) * wav[partner],
-            lam[:, None] * targets + (1 - lam[:, None]) * targets[partner])
-
-
-def spec_augment(spec: torch.Tensor, freqm: int, timem: int) -> torch.Tensor:
-    """One frequency and one time mask per example (independent masks), filled with 0 = the normalised mean."""
-    import torchaudio
-
-    x = spec[:, None]  # [B, 1, F, T]: iid_masks needs a channel axis
-    if freqm:
-        x = torchaudio.transforms.FrequencyMasking(min(freqm, spec.shape[-2]), iid_masks=True)(x)
-    if timem:
-        x = torchaudio.transforms.TimeMasking(min(timem, spec.shape[-1]), iid_masks=True)(x)
-    return x[:, 0]
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -282,7 +189,7 @@ def score(logits: torch.Tensor, targets: torch.Tensor, fold: Fold, prefix: str) 
     values = {}
     for fn in fold.scores:
         value = fn(predictions, targets_np)
-        values[str(fn)] = float(value[0][1] if isinstance(value, tuple) else value)  # tuples: the first sub-score
+        values[str(fn)] = first_value(value)
     out[f"{prefix}_score"] = values[str(fold.scores[0])]
     out.update({f"{prefix}_{k}": v for k, v in values.items()})
     return out
@@ -414,21 +321,6 @@ def _primary(results: dict) -> str:
     return f"{only['test_score']:.3f}"
 
 
-def heareval_scores(metadata: dict, label_to_idx: dict) -> list:
-    """heareval's own score functions for the task's `evaluation` list (the first is the primary score)."""
-    import warnings
-
-    with warnings.catch_warnings():  # its dependencies warn about pkg_resources on import; not ours to fix
-        warnings.simplefilter("ignore")
-        from heareval.score import available_scores
-
-    unknown = [s for s in metadata["evaluation"] if s not in available_scores]
-    if unknown:
-        raise BadInput(f"task_metadata.json names scores {unknown} that heareval does not know "
-                       f"(it knows {sorted(available_scores)})")
-    return [available_scores[s](label_to_idx=label_to_idx) for s in metadata["evaluation"]]
-
-
 def keep_only_this_task(task_dir: Path, task_out: Path) -> None:
     """Results in `task_out` are kept only while they are of this very task (eval.runs.same_task): otherwise they
     are deleted, and the task's files copied there for the next run to compare."""
@@ -446,16 +338,16 @@ def finetune_task(task_dir: Path, task_out: Path, template: MaskedAutoencoder, t
     metadata = check_task(task_dir, SAMPLE_RATE)
     keep_only_this_task(task_dir, task_out)
     label_to_idx = label_indices(task_dir)
-    scores = heareval_scores(metadata, label_to_idx)
+    scores = score_functions(metadata, label_to_idx)
     by_score = metadata.get("use_scoring_for_early_stopping", True)
     results, best_epochs = {}, {}
-    for i, splits in enumerate(data_splits(metadata)):
+    for i, splits in enumerate(rotation(metadata, task_splits(metadata))):
         fold = Fold(task_dir, task_out, i, "|".join(splits["test"]), splits, metadata["prediction_type"], scores,
                     by_score)
         detail = run_fold(fold, template, label_to_idx, tc)
         results[fold.name], best_epochs[fold.name] = detail["scores"], detail["best_epoch"]
     if len(results) > 1:
-        results["aggregated_scores"] = aggregate_folds(results)
+        results["aggregated_scores"] = aggregate(results)
     results.update(hparams={**asdict(tc), "protocol": FINETUNE}, postprocessing=[],
                    score_mode="max" if by_score else "min", embedding_path=str(task_out))
     write_json(task_out / SCORES, results)

@@ -33,7 +33,7 @@ class FinetuneConfig:
     save_models: bool = False  # also write each fold's best model (<fold>.model.safetensors + .head.safetensors)
 
     def resolved(self) -> "FinetuneConfig":
-        from hear_maeast.api import resolve_device
+        from hear_maeast.device import resolve_device
 
         device = self.device or str(resolve_device(None))  # the package's one default: cuda when present
         precision = self.precision or ("bf16" if device.startswith("cuda") else "fp32")
@@ -55,7 +55,7 @@ class FinetuneConfig:
             ("precision", self.precision, self.precision in (None, "fp32", "bf16"), "fp32 or bf16"),
         ] if not ok]
         if self.device:  # the package's one device check
-            from hear_maeast.api import resolve_device
+            from hear_maeast.device import resolve_device
 
             try:
                 resolve_device(self.device, "--device")

@@ -32,11 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.results import FINETUNED_SUFFIX, ModelResults, ResultsError
-from eval.taskdir import (ACCURACY_METRICS, METADATA, TaskError, TaskFacts, read_metadata, read_split,
-                          read_vocabulary, task_splits)
+from eval.layout import FINETUNED_SUFFIX, PREDICTIONS, ResultsError
+from eval.results import ModelResults
+from eval.protocol import ACCURACY_METRICS, TaskFacts, tested_splits
+from eval.taskdir import METADATA, TaskError, read_metadata, read_split, read_vocabulary, task_splits
 
-PREDICTIONS = ".predictions.pkl"  # heareval's <split>.predictions.pkl
 SIGNIFICANT = 0.05
 
 
@@ -185,7 +185,7 @@ def clip_hits(task_out: Path) -> ClipHits | None:
     order = tested_clips(task_out)
     try:
         labels = len(read_vocabulary(task_out))
-        tested = ["test"] if read_metadata(task_out)["split_mode"] == "trainvaltest" else list(order)
+        tested = tested_splits(read_metadata(task_out), list(order))
     except TaskError as e:
         raise ResultsError(f"{e} (in a results folder: delete {task_out} and evaluate again)") from None
     keys = [f.name[: -len(PREDICTIONS)].split("|") for f in files]

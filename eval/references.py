@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from eval.results import Score
-from eval.taskdir import TaskFacts
+from eval.protocol import TaskFacts
 
 
 class Published(NamedTuple):

@@ -16,23 +16,9 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from eval.taskdir import (
-    LABEL_VOCABULARY,
-    METADATA,
-    TaskError,
-    archive_members,
-    archive_stem,
-    audio_info,
-    check_task,
-    child_path,
-    find_tasks,
-    is_archive,
-    locate_tasks_root,
-    read_audio,
-    safe_extract,
-    sample_rates,
-    task_splits,
-)
+from eval.archives import archive_members, archive_stem, is_archive, safe_extract
+from eval.taskdir import (LABEL_VOCABULARY, METADATA, TaskError, audio_info, check_task, child_path, find_tasks,
+                          locate_tasks_root, read_audio, sample_rates, task_splits)
 from hear_maeast.errors import BadInput
 
 DONE = ".resample-done"

@@ -1,14 +1,7 @@
 """Reading a results folder: the one reader of scores, shared by `hear-maeast eval` and `hear-maeast table`.
 
-The layout `hear-maeast eval` writes (eval/runner.py; run folders: eval/runs.py), and the versions before it wrote
-too:
-
-    RESULTS/<model-name>/run.json            module, options, weights sha256, ... (absent in hand-made folders)
-    RESULTS/<model-name>/<task>/             heareval's embeddings folder for the task, holding
-        test.predicted-scores.json           heareval's scores (the leaderboard number is read from it)
-        task_metadata.json, labelvocabulary.csv, <split>.json   copies heareval makes when it embeds the task
-        failed.json                          what went wrong, when it did
-        not-applicable.json                  `hear-maeast finetune`: an event task, not fine-tuned (`n/a`)
+The layout it reads is eval/layout.py's (the versions before this one wrote it too; run.json is absent in
+hand-made folders).
 
 The leaderboard number is `["test"]["test_score"]` for train/valid/test tasks, `["aggregated_scores"]
 ["test_score_mean"]` (with `test_score_std`) for k-fold tasks, and the one fold's `test_score` when a k-fold
@@ -27,21 +20,12 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eval.runs import EMBEDDED, FINETUNE, IDENTITY, RUN, protocol, read_run
-from eval.taskdir import METADATA, TaskError, TaskFacts, sample_rates, task_facts
-from hear_maeast.errors import BadInput, WorkFailed
+from eval.layout import EMBEDDED, EMBEDDINGS_DONE, FAILED, FAILED_JSON, NA, NOT_APPLICABLE, RUN, SCORES, ResultsError
+from eval.runs import FINETUNE, IDENTITY, protocol, read_run
+from eval.protocol import TaskFacts, task_facts
+from eval.taskdir import METADATA, TaskError, sample_rates
+from hear_maeast.errors import BadInput
 
-SCORES = "test.predicted-scores.json"
-EMBEDDINGS_DONE = ".done.embeddings"  # written last when a task's embeddings are whole (eval.runner.embed_task)
-FAILED_JSON = "failed.json"
-FAILED = "failed"
-NOT_APPLICABLE = "not-applicable.json"  # written by `hear-maeast finetune` for an event task
-NA = "n/a"
-FINETUNED_SUFFIX = "-finetuned"  # `hear-maeast finetune` rows: never collide with probe rows
-
-
-class ResultsError(WorkFailed):
-    """A results folder holds a file that cannot be read; the message names it and says how to redo it."""
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,7 @@
 """`hear-maeast eval`: embeddings and scores for every task of a tasks folder, through heareval as installed.
 
-Layout of a run (heareval names its folders by module only, so two checkpoints would share them; here every
-model gets its own folder; eval.results reads it):
-
-    RESULTS/<model-name>/run.json                      module, options, weights file and its sha256, package
-                                                        version, git commit, per-task status and timings
-    RESULTS/<model-name>/<task>/                        heareval's embedding folder for the task
-        .done.embeddings                                embeddings finished (as heareval's own runner writes it)
-        test.predicted-scores.json, prediction-done.json   written by `python -m heareval.predictions.runner`
-        failed.json                                     what went wrong, when it did
+The layout of a run is eval/layout.py's (heareval names its folders by module only, so two checkpoints would
+share them; here every model gets its own folder; eval.results reads it).
 
 Embeddings: `heareval.embeddings.task_embeddings.task_embeddings` with heareval's `Embedding` wrapper, in this
 process (heareval's embeddings runner refuses to start on a CUDA machine with tensorflow-cpu).
@@ -34,17 +27,16 @@ import time
 import traceback
 from pathlib import Path
 
-from eval.results import EMBEDDINGS_DONE, SCORES, ResultsError, read_score
-from eval.runs import (DEFAULT_MODULE, RUN, model_name, open_run, package_version, progress, same_task, select_tasks,
+from eval.layout import (EMBEDDING_FILES, EMBEDDINGS_DONE, EVENT_TIMESTAMPS, FAILED_JSON, PREDICTION_DONE, RUN,
+                         SCORES, ResultsError)
+from eval.results import read_score
+from eval.runs import (DEFAULT_MODULE, model_name, open_run, package_version, progress, same_task, select_tasks,
                        weights_file, write_json)
 from eval.taskdir import EVENT, TaskError, check_task, plain_name, task_splits
 from hear_maeast.errors import BadInput, WorkFailed
 from hear_maeast.provenance import file_sha256, git_commit
 
 GRIDS = ("default", "fast", "faster")
-PREDICTION_DONE = "prediction-done.json"
-# what heareval writes per split of a task's embeddings folder (eval/probes/data.py reads them)
-EMBEDDING_FILES = ("embeddings.npy", "embedding-dimensions.json", "target-labels.pkl")
 
 
 def prediction_env() -> dict:
@@ -202,7 +194,7 @@ def embeddings_done(task_dir: Path, task_out: Path) -> bool:
     if not ((task_out / EMBEDDINGS_DONE).exists() and same_task(task_dir, task_out)):
         return False
     metadata = check_task(task_dir)
-    files = (*EMBEDDING_FILES, *(("filename-timestamps.json",) if metadata["embedding_type"] == EVENT else ()))
+    files = (*EMBEDDING_FILES, *((EVENT_TIMESTAMPS,) if metadata["embedding_type"] == EVENT else ()))
     return all((task_out / f"{s}.{suffix}").is_file() for s in task_splits(metadata) for suffix in files)
 
 
@@ -246,7 +238,7 @@ def predict_task(task_out: Path, grid: str, log_file: Path, extra_args: tuple[st
 def score_task(embedding, task: Path, task_out: Path, grid: str, prediction_args: tuple[str, ...],
                before: dict) -> dict:
     """Embed and score one task; its run.json record. A failure is recorded in failed.json, never raised."""
-    failed_file = task_out / "failed.json"
+    failed_file = task_out / FAILED_JSON
     try:
         failed_file.unlink(missing_ok=True)  # a previous failure: try again from clean state
         t_emb = embed_task(embedding, task, task_out)

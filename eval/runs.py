@@ -1,17 +1,7 @@
 """Run folders: the one home of RESULTS/<name>/ as `hear-maeast eval` (heareval's probe, eval/runner.py) and
 `hear-maeast finetune` (eval/finetune.py) write it and `hear-maeast table` reads it (through eval/results.py).
 
-    RESULTS/<name>/run.json     which model a run scores, with which options and software; per task its record
-    RESULTS/<name>/<task>/      one task's results, with copies of the task's metadata, vocabulary and split files
-
-run.json (`write_json`, read by `read_run`), both protocols:
-    name, protocol (absent: heareval's probe; "finetune"), module, model_file_path, weights_file, hear_maeast_version,
-    git_commit, tasks_dir, and after the run `tasks`: {task: {"status": "done" | "failed" | "n/a", ...}}; in a
-    model's folder, "embedded" (`EMBEDDED`): `hear-maeast probe` embedded the task, heareval has not scored it
-    probe:    model_options, weights_sha256, package, package_version, sample_rate, *_embedding_size, grid
-    finetune: model_sha256, preset, options (every FinetuneConfig field but save_models), seed, epochs
-    linear, knn, mlp (`hear-maeast probe`, eval/probes/run.py, in RESULTS/<model>-<probe>/): the probe's identity
-              keys, seed, grid, and the embeddings folder it read
+The layout and run.json's keys are eval/layout.py's; run.json is written with `write_json`, read by `read_run`.
 
 The rules, one each:
 - Identity (`IDENTITY`): a run folder belongs to one protocol and one model: module, options and the sha256 of the
@@ -37,15 +27,14 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from eval.layout import RUN, ResultsError
 from eval.probes import PROBES
 from eval.taskdir import LABEL_VOCABULARY, METADATA, TaskError, check_task, find_tasks, task_splits
 from hear_maeast.errors import BadInput
 from hear_maeast.files import LOCK_FILE, FolderLock, atomic_write
 
-RUN = "run.json"
 DEFAULT_MODULE = "hear_maeast"
 PROBE, FINETUNE = "probe", "finetune"
-EMBEDDED = "embedded"  # a task record of `hear-maeast probe`: embeddings written, never scored by heareval
 # The keys that say which model (and options) a run scored; the first is the weights' sha256.
 IDENTITY = {PROBE: ("weights_sha256", "module", "model_options"), FINETUNE: ("model_sha256", "options")}
 WHAT = {PROBE: "probe results (heareval's) of `hear-maeast eval`", FINETUNE: "fine-tuning results of `hear-maeast finetune`"}
@@ -68,8 +57,6 @@ def write_json(path: Path, obj) -> None:
 
 def read_run(model_dir: Path) -> dict | None:
     """RESULTS/<model>/run.json, or None when the folder has none; ResultsError when it cannot be read."""
-    from eval.results import ResultsError
-
     path = Path(model_dir) / RUN
     if not path.is_file():
         return None

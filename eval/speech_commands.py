@@ -28,16 +28,9 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from eval.taskdir import (
-    PARTIAL,
-    TaskError,
-    audio_info,
-    is_archive,
-    read_audio,
-    read_text,
-    remove_own_folder,
-    safe_extract,
-)
+from eval.archives import is_archive, safe_extract
+from eval.taskdir import TaskError, audio_info, read_audio, read_text
+from eval.taskwrite import check_ours, finish_task, start_task, task_done
 from hear_maeast.errors import BadInput
 
 WORDS = ["down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes"]
@@ -46,7 +39,7 @@ LABELS = WORDS + [UNKNOWN, SILENCE]
 SAMPLE_RATE = 16000  # Hz: the dataset's own rate (its clips are recorded at it), not the model's
 VALID_NOISE = "running_tap"  # TFDS/HEAR: its silence windows are the validation silence
 MODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # official modes: full, 5h
-DONE = ".speech-commands-done"  # marks a finished task folder written by this builder
+OLD_DONE = ".speech-commands-done"  # the done marker of earlier versions: such a folder is kept
 
 
 def label_of(folder: str) -> str:
@@ -186,22 +179,15 @@ def build(src: Path, out_root: Path, test_set: Path | None = None, mode: str = "
     this builder did not write is refused, never deleted."""
     src, out_root = Path(src), Path(out_root)
     task_dir = task_folder(out_root, mode)
-    if (task_dir / DONE).is_file():
+    key = {"mode": mode, "official_test_set": test_set is not None}
+    if task_done(task_dir, key) or (task_dir / OLD_DONE).is_file():
         return task_dir
-    partial = task_dir.with_name(task_dir.name + ".partial")
-    remove_own_folder(task_dir, DONE)  # without DONE it is not ours: refused before any work
-    remove_own_folder(partial, PARTIAL)  # a left-over of an interrupted run is ours; anything else is refused
+    check_ours(task_dir)  # a folder of the task's name that is not ours: refused before any work
     out_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".extract-speech-commands-", dir=out_root) as tmp:
         root = _find_root(safe_extract(src, Path(tmp) / "train") if is_archive(src) else src, "validation_list.txt")
         _find_root(root, "testing_list.txt")
         splits = collect_clips(root, _test_root(Path(test_set), Path(tmp)) if test_set is not None else None)
-        partial.mkdir()
-        (partial / PARTIAL).write_text("")
+        partial = start_task(task_dir)
         _write_splits(partial, splits, progress)
-    (partial / "task_metadata.json").write_text(json.dumps(_metadata(mode, test_set is not None), indent=1))
-    (partial / "labelvocabulary.csv").write_text("idx,label\n" + "".join(f"{i},{l}\n" for i, l in enumerate(LABELS)))
-    (partial / DONE).write_text(json.dumps({k: len(v) for k, v in splits.items()}))
-    partial.rename(task_dir)
-    (task_dir / PARTIAL).unlink()
-    return task_dir
+    return finish_task(partial, _metadata(mode, test_set is not None), LABELS, key)

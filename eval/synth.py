@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import soundfile as sf
 
-from eval.taskdir import PARTIAL, remove_own_folder
+from eval.taskwrite import finish_task, start_task, task_done
 from hear_maeast.errors import BadInput
 
 SAMPLE_RATE = 16000  # Hz: the generated tasks' own rate (the rate of the models they were made for)
@@ -270,15 +270,10 @@ def task_metadata(task: SynthTask, seed: int) -> dict:
 def write_task(task: SynthTask, out_root: Path, seed: int = 0) -> Path:
     """Write one generated task in the official layout under `out_root`; skipped when already complete."""
     folder = Path(out_root) / task.folder
-    done = folder / ".synth-done.json"
     metadata = task_metadata(task, seed)
-    if done.is_file() and json.loads(done.read_text()) == metadata:
+    if task_done(folder, metadata):
         return folder
-    tmp = folder.with_name(folder.name + ".partial")
-    remove_own_folder(folder, done.name)  # ours (another seed): replaced; a folder we did not write: refused
-    remove_own_folder(tmp, PARTIAL)
-    tmp.mkdir(parents=True)
-    (tmp / PARTIAL).write_text("")
+    tmp = start_task(folder)  # ours (another seed): replaced; a folder we did not write: refused
     # one independent stream per task, so adding a task never changes the others
     rng = np.random.default_rng([seed, TASK_NAMES.index(task.name)])
     for split, count in task.splits:
@@ -291,12 +286,7 @@ def write_task(task: SynthTask, out_root: Path, seed: int = 0) -> Path:
             sf.write(audio_dir / name, audio, SAMPLE_RATE, subtype="PCM_16")
             labels[name] = label
         (tmp / f"{split}.json").write_text(json.dumps(labels, indent=1))
-    (tmp / "labelvocabulary.csv").write_text("idx,label\n" + "".join(f"{i},{l}\n" for i, l in enumerate(task.labels)))
-    (tmp / "task_metadata.json").write_text(json.dumps(metadata, indent=1))
-    (tmp / done.name).write_text(json.dumps(metadata))
-    tmp.rename(folder)
-    (folder / PARTIAL).unlink()
-    return folder
+    return finish_task(tmp, metadata, list(task.labels), metadata)
 
 
 def write_suite(out_root: Path, seed: int = 0, only: tuple[str, ...] = ()) -> list[Path]:

@@ -2,8 +2,8 @@
 
 Rows: one per model; then the reference rows (best published, HEAR 2021 best, MSM-MAE paper) for the official HEAR
 tasks only; then `clips` (train/valid/test sizes, or the total and number of folds) and `chance` (the score of
-predictions that ignore the audio, eval.taskdir.chance_level) for every task, and for accuracy tasks `majority`
-(always answering the training clips' most frequent label, eval.taskdir.majority_level: a skewed task's real
+predictions that ignore the audio, eval.protocol.chance_level) for every task, and for accuracy tasks `majority`
+(always answering the training clips' most frequent label, eval.protocol.majority_level: a skewed task's real
 floor). A task whose folder exists but has no scores (failed.json, or stopped half-way) is `failed`, never an
 empty cell; one that a protocol does not apply to (an event task in a fine-tuning run) is `n/a`.
 
@@ -30,8 +30,10 @@ from pathlib import Path
 
 from eval.probes import PROBES
 from eval.references import best_note, reference_rows
-from eval.results import FINETUNED_SUFFIX, ModelResults, ResultsError, read_models, read_task_facts
-from eval.taskdir import LABEL_VOCABULARY, METADATA, TaskError, TaskFacts, read_metadata, task_splits
+from eval.layout import FINETUNED_SUFFIX, ResultsError
+from eval.results import ModelResults, read_models, read_task_facts
+from eval.protocol import TaskFacts
+from eval.taskdir import LABEL_VOCABULARY, METADATA, TaskError, read_metadata, task_splits
 from hear_maeast.errors import BadInput
 from hear_maeast.files import atomic_write
 

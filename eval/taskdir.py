@@ -9,7 +9,8 @@ The official layout (written by hear-preprocess, read by heareval):
       <sample_rate>/<split>/<file>.wav
 
 Sources given to `tasks` commands may be a task folder, a tasks root (a folder of task folders), or an archive
-(`.tar.gz`, `.tgz`, `.tar`, `.zip`) holding either, with the official `hear-<ver>/tasks/` prefix or not.
+(`.tar.gz`, `.tgz`, `.tar`, `.zip`: eval/archives.py) holding either, with the official `hear-<ver>/tasks/` prefix or
+not. Writing a task folder: eval/taskwrite.py; heareval's protocol over it (rotation, chance): eval/protocol.py.
 
 Everything read from a task is untrusted: a split name or a clip name becomes a path (ours and heareval's), so
 each goes through `plain_name` / `child_path` first, and a file that cannot be decoded is named in a TaskError.
@@ -21,10 +22,6 @@ import csv
 import io
 import json
 import shutil
-import tarfile
-import zipfile
-import zlib
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,9 +32,9 @@ from hear_maeast.errors import BadInput, HearMaeastError, WorkFailed
 
 METADATA = "task_metadata.json"
 LABEL_VOCABULARY = "labelvocabulary.csv"
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 SCENE, EVENT = "scene", "event"
-SPLIT_MODES = ("trainvaltest", "new_split_kfold", "presplit_kfold")
+TRAINVALTEST = "trainvaltest"  # the split mode of a task with train, valid and test splits (else k-fold)
+SPLIT_MODES = (TRAINVALTEST, "new_split_kfold", "presplit_kfold")
 PARTIAL = ".hear-maeast-partial"  # marks a half-written folder of ours, so that only ours are ever deleted
 
 
@@ -60,13 +57,13 @@ def child_path(folder: Path, name, what: str, error: type[HearMaeastError] = Tas
     return Path(folder) / plain_name(name, what, error)
 
 
-def remove_own_folder(folder: Path, marker: str) -> None:
-    """Delete `folder` only when it holds `marker` (a file our own writers put there); refuse any other folder."""
+def remove_own_folder(folder: Path, markers: tuple[str, ...]) -> None:
+    """Delete `folder` only when it holds one of `markers` (files our own writers put there); refuse any other."""
     folder = Path(folder)
     if not folder.exists():
         return
-    if not (folder / marker).is_file():
-        raise BadInput(f"{folder} exists and was not written by hear-maeast (it has no {marker}); it is left "
+    if not any((folder / m).is_file() for m in markers):
+        raise BadInput(f"{folder} exists and was not written by hear-maeast (it has no {markers[0]}); it is left "
                        f"untouched: move it away or choose another output folder")
     shutil.rmtree(folder)
 
@@ -112,10 +109,6 @@ def is_task(path: Path) -> bool:
     return (Path(path) / METADATA).is_file()
 
 
-def is_archive(path: Path) -> bool:
-    return Path(path).is_file() and str(path).lower().endswith(ARCHIVE_SUFFIXES)
-
-
 def task_splits(metadata: dict, source: Path | str = METADATA) -> list[str]:
     """Split names of a task: `splits` when written (hear-preprocess always writes it), else from `split_mode`.
 
@@ -126,7 +119,7 @@ def task_splits(metadata: dict, source: Path | str = METADATA) -> list[str]:
         if not isinstance(splits, list):
             raise TaskError(f"{source}: `splits` must be a list of split names, got {splits!r}")
         splits = [plain_name(s, f"{source}: split name") for s in splits]
-    elif metadata.get("split_mode") == "trainvaltest":
+    elif metadata.get("split_mode") == TRAINVALTEST:
         splits = ["train", "valid", "test"]
     elif isinstance(metadata.get("nfolds"), int) and 0 < metadata["nfolds"] <= 100:
         splits = [f"fold{i:02d}" for i in range(metadata["nfolds"])]
@@ -142,7 +135,7 @@ def _check_splits(metadata: dict, splits: list[str], source) -> None:
     again = "rebuild the task (hear-preprocess writes them consistently)"
     if len(set(splits)) != len(splits):
         raise TaskError(f"{source}: `splits` names a split twice ({splits}); {again}")
-    if metadata.get("split_mode") == "trainvaltest":
+    if metadata.get("split_mode") == TRAINVALTEST:
         if sorted(splits) != ["test", "train", "valid"]:
             raise TaskError(f"{source}: a trainvaltest task has the splits train, valid and test, not {splits}; "
                             f"{again}")
@@ -396,149 +389,3 @@ def locate_tasks_root(folder: Path) -> Path:
                 raise TaskError(f"{folder} holds tasks in several places: {sorted(map(str, parents))}")
             return parents.pop()
     raise TaskError(f"no {METADATA} found in {folder} (nor in its first 3 levels): this is not a HEAR task tree")
-
-
-DAMAGED = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error)  # what a truncated or foreign archive raises
-
-
-def _extract_zip(zf: zipfile.ZipFile, archive: Path, dest: Path) -> None:
-    root = dest.resolve()
-    for info in zf.infolist():
-        target = (root / info.filename).resolve()
-        if not target.is_relative_to(root):
-            raise TaskError(f"{archive}: member {info.filename!r} would be written outside {dest}; refused")
-        if info.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with zf.open(info) as src, open(target, "wb") as out:
-            shutil.copyfileobj(src, out)
-
-
-def safe_extract(archive: Path, dest: Path) -> Path:
-    """Extract a .tar(.gz)/.zip into `dest` refusing any member that would land outside it; return `dest`.
-
-    A file that is not an archive, or a truncated one, is a TaskError naming it."""
-    archive, dest = Path(archive), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    try:
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zf:
-                _extract_zip(zf, archive, dest)
-        elif tarfile.is_tarfile(archive):
-            with tarfile.open(archive) as tf:
-                # "data" refuses absolute paths, `..`, links out of dest and device files
-                tf.extractall(dest, filter="data")
-        else:
-            raise TaskError(f"{archive} is neither a zip nor a tar archive (whatever its name says): give the "
-                            f"task's .tar.gz or .zip as downloaded, or the extracted folder")
-    except tarfile.FilterError as e:
-        raise TaskError(f"{archive}: unsafe member refused ({e})") from e
-    except DAMAGED as e:
-        raise TaskError(f"{archive} is damaged or truncated ({type(e).__name__}: {e}); download it again") from e
-    return dest
-
-
-def archive_members(archive: Path) -> list[str]:
-    """Member names of a .tar(.gz)/.zip without extracting it; a TaskError when it is not a readable archive."""
-    try:
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zf:
-                return zf.namelist()
-        if tarfile.is_tarfile(archive):
-            with tarfile.open(archive) as tf:
-                return tf.getnames()
-    except DAMAGED as e:
-        raise TaskError(f"{archive} is damaged or truncated ({type(e).__name__}: {e}); download it again") from e
-    raise TaskError(f"{archive} is neither a zip nor a tar archive (whatever its name says): give the task's "
-                    f".tar.gz or .zip as downloaded, or the extracted folder")
-
-
-def archive_stem(path: Path) -> str:
-    name = Path(path).name
-    for suffix in ARCHIVE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-# ---------------------------------------------------------------------------------------------- size and chance
-ACCURACY_METRICS = ("top1_acc", "pitch_acc")  # one label per clip, exact match: chance is 1 / n_labels
-CONSTANT_CHANCE = {"aucroc": 0.5, "d_prime": 0.0}  # scores that ignore the audio rank at random
-
-
-@dataclass(frozen=True)
-class TaskFacts:
-    """What a leaderboard reader needs to know about a task besides the scores."""
-
-    split_mode: str
-    clips: dict[str, int]  # clips per split, in the metadata's order
-    metric: str  # the primary metric: the first of `evaluation`
-    chance: float | None  # expected primary score of predictions that ignore the audio; None where undefined
-    majority: float | None = None  # accuracy of always answering the training clips' most frequent label
-
-    @property
-    def total(self) -> int:
-        return sum(self.clips.values())
-
-    def size(self) -> str:
-        """`62/12/11` (train/valid/test) or `100 in 5 folds`."""
-        if self.split_mode == "trainvaltest" and list(self.clips) == ["train", "valid", "test"]:
-            return "/".join(str(n) for n in self.clips.values())
-        return f"{self.total} in {len(self.clips)} folds"
-
-
-def chance_level(metric: str, labels: list[str], tested: list[list], embedding_type: str) -> float | None:
-    """Expected score of predictions that ignore the audio, for the primary metric over the tested clips' labels.
-
-    top1_acc / pitch_acc: 1 / n_labels (a uniform guess). mAP: the mean over the vocabulary of the fraction of
-    tested clips carrying each label (the average precision of a random ranking, macro-averaged as heareval
-    does). aucroc 0.5, d_prime 0. Event metrics (onset F-measures): None, no label-free level exists."""
-    if embedding_type == EVENT:
-        return None
-    if metric in ACCURACY_METRICS:
-        return 1.0 / max(1, len(labels))
-    if metric == "mAP":
-        counts = {label: 0 for label in labels}
-        for clip_labels in tested:
-            for label in set(clip_labels):
-                counts[label] = counts.get(label, 0) + 1
-        return sum(counts.values()) / max(1, len(tested)) / max(1, len(counts))
-    return CONSTANT_CHANCE.get(metric)
-
-
-def majority_level(metric: str, splits: dict[str, dict], split_mode: str) -> float | None:
-    """Accuracy metrics only: the score of always answering the most frequent label of the training clips, which
-    beats a uniform guess on a skewed task. train/valid/test: the `train` split's, scored on `test`; folds: for each
-    fold, the other folds' label scored on it, averaged over folds as heareval averages them. None otherwise."""
-    if metric not in ACCURACY_METRICS:
-        return None
-
-    def firsts(clips: dict) -> list:
-        return [labels[0] for labels in clips.values() if labels]
-
-    if split_mode == "trainvaltest":
-        pairs = [(firsts(splits.get("train", {})), firsts(splits.get("test", {})))]
-    else:
-        pairs = [([x for other, c in splits.items() if other != fold for x in firsts(c)], firsts(clips))
-                 for fold, clips in splits.items()]
-    scores = []
-    for train, test in pairs:
-        if train and test:
-            top = Counter(train).most_common(1)[0][0]  # a tie goes to the label seen first
-            scores.append(sum(label == top for label in test) / len(test))
-    return sum(scores) / len(scores) if scores else None
-
-
-def task_facts(task_dir: Path) -> TaskFacts:
-    """Size and chance level of a task folder (or of a heareval results folder, which holds copies of the task's
-    metadata, vocabulary and split JSONs made when it was embedded)."""
-    metadata = check_metadata(task_dir)
-    splits = {s: read_split(task_dir, s) for s in task_splits(metadata, Path(task_dir) / METADATA)}
-    # every fold is a test fold once; a train/valid/test task tests its `test` split
-    tested = [splits.get("test", {})] if metadata["split_mode"] == "trainvaltest" else list(splits.values())
-    metric = metadata["evaluation"][0]
-    chance = chance_level(metric, read_vocabulary(task_dir), [labels for clips in tested for labels in clips.values()],
-                          metadata["embedding_type"])
-    majority = majority_level(metric, splits, metadata["split_mode"])
-    return TaskFacts(metadata["split_mode"], {s: len(c) for s, c in splits.items()}, metric, chance, majority)

@@ -21,7 +21,8 @@ import soundfile as sf
 from eval import synth
 from eval.resample import resample_tree
 from eval.speech_commands import LABELS, build
-from eval.taskdir import TaskError, check_task, task_facts, task_splits
+from eval.protocol import task_facts
+from eval.taskdir import TaskError, check_task, task_splits
 from hear_maeast.errors import BadInput
 
 from conftest import run_env, shared_file
@@ -203,7 +204,7 @@ def test_task_facts_give_each_task_its_size_and_chance_level(tmp_path):
 
 def test_majority_level_answers_the_training_clips_most_frequent_label():
     """A skewed task's real floor (the Speech Commands subset: 9 of its 11 test clips are `_unknown_`)."""
-    from eval.taskdir import majority_level
+    from eval.protocol import majority_level
 
     def clips(*labels):
         return {f"{i}.wav": [label] for i, label in enumerate(labels)}

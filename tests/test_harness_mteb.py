@@ -16,7 +16,7 @@ from hear_maeast.errors import BadInput  # noqa: E402
 
 @pytest.fixture(scope="module")
 def digit_task(tmp_path_factory):
-    from eval.taskdir import safe_extract
+    from eval.archives import safe_extract
 
     root = safe_extract(shared_file("hear-2021.0.6-spoken_digit-1.0.9-small-44100.tar.gz"),
                         tmp_path_factory.mktemp("hear"))

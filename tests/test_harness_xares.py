@@ -83,7 +83,7 @@ def skip_unless_torchaudio_decodes(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_one_xares_task_runs_end_to_end_on_local_shards_of_real_audio(micro_checkpoints, tmp_path):
-    from eval.taskdir import safe_extract
+    from eval.archives import safe_extract
 
     skip_unless_torchaudio_decodes(tmp_path)
 

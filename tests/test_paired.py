@@ -15,7 +15,7 @@ import torch
 import numpy as np
 
 from eval.paired import mcnemar_p, read_own_predictions, read_predictions
-from eval.results import ResultsError
+from eval.layout import ResultsError
 
 from conftest import REPO, run_env
 

@@ -642,7 +642,8 @@ def test_table_refuses_a_score_that_is_not_a_score(tmp_path, score):
 
 def test_eval_scores_again_instead_of_keeping_a_nan_score(tmp_path):
     """`eval` keeps finished scores on a re-run; a hand-edited NaN is not one (before: "kept; test score nan")."""
-    from eval.runner import PREDICTION_DONE, scores_kept
+    from eval.layout import PREDICTION_DONE
+    from eval.runner import scores_kept
 
     task = _h_result(tmp_path / "a", score=float("nan"))
     (task / PREDICTION_DONE).write_text("")
@@ -708,7 +709,7 @@ def test_table_against_a_finetuned_row_says_there_is_nothing_to_pair(tmp_path):
 def test_a_run_json_whose_tasks_is_not_an_object_is_one_line(tmp_path):
     """eval.runs.read_run, the one reader of run.json (`eval`, `finetune` and `table`); before, `eval` said
     "internal error: AttributeError"."""
-    from eval.results import ResultsError
+    from eval.layout import ResultsError
     from eval.runs import open_run
 
     _h_result(tmp_path / "toy", run={"name": "toy", "tasks": [1, 2]})
@@ -878,7 +879,8 @@ def test_outputs_on_a_read_only_location_are_one_line_and_keep_the_previous_resu
 def test_scores_outside_0_1_are_refused_only_where_the_primary_metric_lies_in_0_1(tmp_path):
     import json as _json
 
-    from eval.results import ResultsError, read_score
+    from eval.layout import ResultsError
+    from eval.results import read_score
 
     def task_out(name, metric, score):
         out = tmp_path / name

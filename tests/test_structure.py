@@ -38,7 +38,7 @@ def test_no_function_is_longer_than_60_lines():
 def test_eval_never_imports_pretrain():
     """Evaluation and fine-tuning share the optimiser rules through hear_maeast.optim, not pretrain."""
     found = []
-    for path in _sources("eval") + [REPO / "scripts" / "linear_probe.py"]:
+    for path in _sources("eval"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
@@ -144,3 +144,34 @@ def test_pretrain_help_states_the_recipes_it_trains_with(key, shown):
     assert defaults(key) == shown  # what the recipes hold today, as a person writes it
     helps = " ".join(p.help or "" for p in pretrain.params if isinstance(p, click.Option))
     assert f"[default: {shown}]" in helps
+
+
+def _module_imports() -> dict[str, set[str]]:
+    """{module: the package modules it imports, at the top or inside a function}; a module importing its own
+    package's __init__ (e.g. `from hear_maeast import __version__`) is not an edge."""
+    modules = {".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in _sources(*PACKAGES)}
+    graph = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        graph[name] = {m for m in found if m in modules and m != name
+                       and not (modules[m].name == "__init__.py" and name.startswith(m + "."))}
+    return graph
+
+
+def test_no_module_imports_itself_back_through_others():
+    """No import circle among the package modules (eval.results and eval.runs imported each other before the
+    results layout got one home, eval/layout.py)."""
+    graph = _module_imports()
+
+    def reaches(start: str, target: str, seen: set) -> bool:
+        return any(m == target or (m not in seen and not seen.add(m) and reaches(m, target, seen))
+                   for m in graph[start])
+
+    circles = sorted(m for m in graph if reaches(m, m, set()))
+    assert not circles, f"modules in an import circle: {circles}"

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eval.protocol import rotation
 from eval.taskdir import EVENT, TaskError, check_metadata, read_split, read_vocabulary, task_splits
 from hear_maeast.errors import WorkFailed
 
@@ -85,11 +86,7 @@ class TaskData:
 
     def rotation(self) -> list[dict[str, list[str]]]:
         """heareval's data splits: [{"train": [...], "valid": [...], "test": [...]}], one per tested fold."""
-        if self.metadata["split_mode"] == "trainvaltest":
-            return [{"train": ["train"], "valid": ["valid"], "test": ["test"]}]
-        folds = sorted(self.splits)
-        return [{"train": [f for f in folds if f not in (test, folds[(i + 1) % len(folds)])],
-                 "valid": [folds[(i + 1) % len(folds)]], "test": [test]} for i, test in enumerate(folds)]
+        return rotation(self.metadata, list(self.splits))
 
     def pooled(self, names: list[str]) -> SplitData:
         """The splits `names` as one (one split: its memmap, no copy; several: one pooled copy)."""
@@ -227,13 +224,13 @@ def check(task: TaskData) -> None:
             raise WorkFailed(f"{task.folder}: embedding values of split {name} reach {peak:.3g}; above {limit:.3g} a "
                              f"row's squared norm overflows float32 and no probe (heareval's included) trains on it: "
                              f"scale the model's embeddings and embed the task again")
-    for rotation in task.rotation():
-        seen = task.targets(rotation["train"]).sum(0) > 0
+    for fold in task.rotation():
+        seen = task.targets(fold["train"]).sum(0) > 0
         if task.multiclass and int(seen.sum()) < 2:
-            raise TaskError(f"{task.name}: training split {'+'.join(rotation['train'])} has a single class; a "
+            raise TaskError(f"{task.name}: training split {'+'.join(fold['train'])} has a single class; a "
                             f"classifier needs two or more: rebuild the task")
-        unseen = [task.labels[i] for i in np.flatnonzero((task.targets(rotation["test"]).sum(0) > 0) & ~seen)]
+        unseen = [task.labels[i] for i in np.flatnonzero((task.targets(fold["test"]).sum(0) > 0) & ~seen)]
         if unseen:
-            raise TaskError(f"{task.name}: test split {'+'.join(rotation['test'])} has labels never in its training "
-                            f"split {'+'.join(rotation['train'])} ({', '.join(unseen[:5])}); no probe can learn "
+            raise TaskError(f"{task.name}: test split {'+'.join(fold['test'])} has labels never in its training "
+                            f"split {'+'.join(fold['train'])} ({', '.join(unseen[:5])}); no probe can learn "
                             f"them: rebuild the task with every label in training")

@@ -28,7 +28,7 @@ import torch
 from eval.probes.common import FoldResult, scored_fold
 from eval.probes.data import SplitData, TaskData
 from eval.probes.scoring import Scorer
-from hear_maeast.api import resolve_device
+from hear_maeast.device import resolve_device
 
 LR = 3e-4
 WEIGHT_DECAY = 1e-8

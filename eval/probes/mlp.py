@@ -42,7 +42,7 @@ import torch
 from eval.probes.common import FoldResult, scored_fold, tensors
 from eval.probes.data import TaskData
 from eval.probes.scoring import Postprocessing, Scorer
-from hear_maeast.api import resolve_device
+from hear_maeast.device import resolve_device
 
 PARAM_GRID = {
     "hidden_layers": [1, 2], "hidden_dim": [1024], "dropout": [0.1], "lr": [3.2e-3, 1e-3, 3.2e-4, 1e-4],

@@ -1,17 +1,8 @@
-"""Running the probes on a model's embeddings and writing heareval's result layout.
-
-    RESULTS/<model>/<task>/                     the embeddings `hear-maeast eval` writes (eval/runner.py), read here;
-                                                computed here with the same code (embed_task) when missing or stale
-    RESULTS/<model>-<probe>/run.json            the model's keys (module, options, weights sha256), the probe and
-                                                its options
-    RESULTS/<model>-<probe>/<task>/
-        test.predicted-scores.json              heareval's keys: {"test": {"test_score": ...}} or one entry per fold
-                                                and "aggregated_scores" (mean, std over folds)
-        <split>.predictions.pkl                 {"target", "prediction", "prediction_logit"} tensors (heareval's;
-                                                the file `table --against` pairs, eval/paired.py)
-        not-applicable.json                     kNN on a multi-label or event task: `n/a` in the table
-        task_metadata.json, labelvocabulary.csv, <split>.json   copies, so `table` knows the task's size and chance
-        probe-done.json                         the embeddings' sha256 and the options the scores belong to
+"""Running the probes on a model's embeddings and writing heareval's result layout (eval/layout.py): the
+embeddings `hear-maeast eval` writes in RESULTS/<model>/<task>/ are read here (computed with eval's own code,
+embed_task, when missing or stale); each probe's results go to RESULTS/<model>-<probe>/<task>/ in heareval's
+files (scores {"test": {"test_score": ...}} or one entry per fold and "aggregated_scores"; predictions; copies of
+the task's files, so `table` knows its size and chance), n/a for kNN on a multi-label or event task.
 
 A task's probe results are kept while its embeddings and the probe's options are unchanged, redone otherwise.
 """
@@ -25,20 +16,19 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
-
 from eval.probes import PROBES
 from eval.probes.common import FoldResult, cpu_threads
 from eval.probes.data import TaskData, read_task
 from eval.probes.scoring import Scorer
-from eval.results import FAILED_JSON, NOT_APPLICABLE, SCORES, Score, read_score
-from eval.runs import (EMBEDDED, RUN, check_previous, hold_lock, model_name, open_run, progress, read_run,
+from eval.layout import EMBEDDED, FAILED_JSON, NOT_APPLICABLE, PROBE_DONE as DONE, RUN, SCORES
+from eval.protocol import aggregate
+from eval.results import Score, read_score
+from eval.runs import (check_previous, hold_lock, model_name, open_run, progress, read_run,
                        select_tasks, weights_file, write_json)
 from eval.taskdir import LABEL_VOCABULARY, METADATA, TaskError, plain_name, task_splits
 from hear_maeast.errors import BadInput, WorkFailed
 from hear_maeast.files import LOCK_FILE, atomic_write
 
-DONE = "probe-done.json"
 TASK_COPIES = (METADATA, LABEL_VOCABULARY)
 
 
@@ -81,16 +71,6 @@ def _predictions(r: FoldResult) -> dict:
     return out
 
 
-def _aggregate(folds: dict[str, dict]) -> dict:
-    """heareval's aggregate_test_results: <key>_mean and <key>_std (sample std, as pandas) over folds."""
-    keys = [k for k in next(iter(folds.values())) if all(isinstance(f.get(k), (int, float)) for f in folds.values())]
-    out = {}
-    for k in keys:
-        values = np.array([folds[f][k] for f in folds], dtype=np.float64)
-        out[f"{k}_mean"], out[f"{k}_std"] = float(values.mean()), float(values.std(ddof=1))
-    return out
-
-
 def write_results(out: Path, task: TaskData, probe: str, results: list[FoldResult] | None, info: dict) -> None:
     """A task's probe results in heareval's layout (see the module docstring); None: not applicable."""
     out.mkdir(parents=True, exist_ok=True)
@@ -107,7 +87,7 @@ def write_results(out: Path, task: TaskData, probe: str, results: list[FoldResul
         folds[key] = r.scores
     scores = dict(folds)
     if len(folds) > 1:
-        scores["aggregated_scores"] = _aggregate(folds)
+        scores["aggregated_scores"] = aggregate(folds)
     scores.update({"probe": probe, **info, "postprocessing": [list(p) for p in results[0].postprocessing]})
     write_json(out / SCORES, scores)
 
@@ -234,7 +214,7 @@ def run_probes(tasks_dir: Path, out: Path, probes: tuple[str, ...], module: str 
     if grid not in GRIDS:
         raise BadInput(f"--grid must be one of {', '.join(GRIDS)} (heareval's grids, for the mlp probe), got {grid!r}")
     if device:  # the package's one device check (exit 2), before any embedding is computed
-        from hear_maeast.api import resolve_device
+        from hear_maeast.device import resolve_device
 
         resolve_device(device, "--device")
     model_options = model_options or {}

@@ -17,6 +17,7 @@ from itertools import product
 import numpy as np
 
 from eval.probes.data import SplitData, TaskData
+from eval.protocol import first_value, score_functions
 
 # heareval.predictions.task_predictions.EVENT_POSTPROCESSING_GRID (its default when a task sets none)
 EVENT_POSTPROCESSING_GRID = {"median_filter_ms": [250], "min_duration": [125, 250]}
@@ -67,19 +68,13 @@ class Scorer:
     """The task's score functions from heareval.score, and its event post-processing grid."""
 
     def __init__(self, task: TaskData):
-        from heareval.score import available_scores
-
         self.task = task
-        self.functions = [available_scores[m](label_to_idx=task.label_to_idx) for m in task.metadata["evaluation"]]
+        self.functions = score_functions(task.metadata, task.label_to_idx)
         self.primary = self.functions[0]
         self.maximize = bool(self.primary.maximize)
         grid = task.metadata.get("evaluation_params", {}).get("event_postprocessing_grid", EVENT_POSTPROCESSING_GRID)
         keys = sorted(grid)  # sklearn's ParameterGrid order, as heareval
         self.grid: list[Postprocessing] = [tuple(zip(keys, v)) for v in product(*(grid[k] for k in keys))]
-
-    @staticmethod
-    def _first(value) -> float:
-        return float(value[0][1] if isinstance(value, tuple) else value)
 
     def better(self, a: float, b: float | None) -> bool:
         return b is None or (a > b if self.maximize else a < b)
@@ -88,11 +83,11 @@ class Scorer:
         """Primary score of probabilities on a split; event tasks: the best point of the post-processing grid
         (or `post` alone)."""
         if not self.task.is_event:
-            return Scored(self._first(self.primary(probs, split.y)))
+            return Scored(first_value(self.primary(probs, split.y)))
         results = []
         for p in ([post] if post else self.grid):
             events = events_of(probs, split, self.task.labels, p)
-            score = self._first(self.primary(events, split.events))
+            score = first_value(self.primary(events, split.events))
             results.append(Scored(0.0 if np.isnan(score) else score, p, events))
         best = results[0]
         for r in results[1:]:  # heareval sorts (score, postprocessing) descending: the first best is kept here
