@@ -145,7 +145,7 @@ class ModelConfig:
 
 # ---- validation ------------------------------------------------------------------------------------
 _POSITIVE_INTS = ("n_mels", "input_frames", "dim", "depth", "heads", "decoder_dim", "decoder_heads")
-_CHOICES = {
+CHOICES = {  # each option's vocabulary, the one home (pretrain/cli.py offers mask_kind and objective from here)
     "family": FAMILIES,
     "frontend": ("logmel", "fbank"),
     "token_order": ("freq_major", "time_major"),
@@ -214,7 +214,7 @@ def _type_problems(c: ModelConfig) -> list[str]:
     for n in ("cls_token", "k_bias", "norm_pix_loss"):
         if not isinstance(getattr(c, n), bool):
             problems.append(f"{n}={getattr(c, n)!r} must be true or false")
-    problems += [f"{n}={getattr(c, n)!r} is not one of {allowed}" for n, allowed in _CHOICES.items()
+    problems += [f"{n}={getattr(c, n)!r} is not one of {allowed}" for n, allowed in CHOICES.items()
                  if getattr(c, n) not in allowed]
     if not isinstance(c.name, str):
         problems.append(f"name={c.name!r} must be a string")

@@ -9,7 +9,7 @@ from dataclasses import MISSING, fields
 
 import click
 
-from hear_maeast.config import _CHOICES as MODEL_CHOICES
+from hear_maeast.config import CHOICES as MODEL_CHOICES
 from hear_maeast.config import PRESETS
 from hear_maeast.errors import BadInput, Command
 from pretrain.config import PRECISIONS, TrainConfig

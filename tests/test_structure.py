@@ -115,16 +115,16 @@ def test_pretrain_options_default_to_train_config():
 def test_pretrain_choices_are_the_model_configs_vocabulary():
     """--mask-kind and --objective offer what ModelConfig validates (hear_maeast/config.py), --precision what
     TrainConfig runs: taken from there, so pretrain/cli.py holds none of the words itself."""
-    from hear_maeast.config import _CHOICES
+    from hear_maeast.config import CHOICES
     from pretrain.cli import pretrain, reconstruct
     from pretrain.config import PRECISIONS
 
-    for command, name, words in ((pretrain, "mask_kind", _CHOICES["mask_kind"]), (reconstruct, "mask_kind",
-                                 _CHOICES["mask_kind"]), (pretrain, "objective", _CHOICES["objective"]),
+    for command, name, words in ((pretrain, "mask_kind", CHOICES["mask_kind"]), (reconstruct, "mask_kind",
+                                 CHOICES["mask_kind"]), (pretrain, "objective", CHOICES["objective"]),
                                  (pretrain, "precision", PRECISIONS)):
         option = next(p for p in command.params if p.name == name)
         assert tuple(option.type.choices) == tuple(words), (command.name, name)
-    vocabulary = {*_CHOICES["mask_kind"], *_CHOICES["objective"], *PRECISIONS}
+    vocabulary = {*CHOICES["mask_kind"], *CHOICES["objective"], *PRECISIONS}
     tree = ast.parse((REPO / "pretrain" / "cli.py").read_text())
     copies = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in vocabulary]
     assert not copies, f"pretrain/cli.py restates the vocabulary at lines {copies}"
