@@ -27,6 +27,7 @@ SCRIPT = REPO / "benchmarks" / "hear_scale.py"
 SPEC = importlib.util.spec_from_file_location("hear_scale", SCRIPT)
 hear_scale = sys.modules.setdefault("hear_scale", importlib.util.module_from_spec(SPEC))  # dataclasses look it up
 SPEC.loader.exec_module(hear_scale)
+hear_scale_audio = sys.modules["hear_scale_audio"]  # benchmarks/hear_scale_audio.py: the clip-writing jobs
 
 # one of each kind: scene train/valid/test, k-fold, multilabel with variable lengths, events (train/valid/test and
 # k-fold, the latter with evaluation_params)
@@ -169,9 +170,9 @@ def test_a_rerun_keeps_complete_tasks_and_an_interrupted_task_is_never_a_task(wr
         calls.append(job)
         return real_write(job)
 
-    real_write = hear_scale.write_clips
-    monkeypatch.setattr(hear_scale, "CHUNK_SAMPLES", 1)  # one clip per job
-    monkeypatch.setattr(hear_scale, "write_clips", interrupted)
+    real_write = hear_scale_audio.write_clips
+    monkeypatch.setattr(hear_scale_audio, "CHUNK_SAMPLES", 1)  # one clip per job
+    monkeypatch.setattr(hear_scale_audio, "write_clips", interrupted)
     with pytest.raises(KeyboardInterrupt):
         hear_scale.write(tmp_path, [shape], 0.001, 0, jobs=1, log=lambda *_: None)
     partial = tmp_path / (shape.folder + ".partial")
