@@ -81,6 +81,25 @@ def test_task_is_a_hear_task_with_folds_made_of_whole_kit_groups(kits, tmp_path)
     assert len(labels) == 36 and all(v[0] in drums.LABELS for v in labels.values())
 
 
+def test_a_folder_of_the_tasks_name_that_is_not_ours_is_refused_and_ours_is_rebuilt(kits, tmp_path):
+    """eval.taskwrite's guard: the drum builder deleted any folder named like its task before; now a folder it did
+    not write is refused and kept, and one it wrote (of another source) is replaced."""
+    from hear_maeast.errors import BadInput
+
+    clips = drums.collect(kits)
+    foreign = tmp_path / drums.TASK
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(BadInput, match="was not written by hear-maeast"):
+        drums.write_task(clips, tmp_path, "test kits")
+    assert (foreign / "notes.txt").read_text() == "mine" and not (tmp_path / f"{drums.TASK}.partial").exists()
+    (foreign / "notes.txt").unlink()
+    foreign.rmdir()
+    first = drums.write_task(clips, tmp_path, "test kits")
+    again = drums.write_task(clips, tmp_path, "other kits")  # ours: replaced
+    assert again == first and json.loads((again / "task_metadata.json").read_text())["source"] == "other kits"
+
+
 def test_duplicate_and_silent_samples_are_dropped(kits, tmp_path, speech_wavs):
     (tmp_path / "KitA").symlink_to(kits / "KitA")
     write_kit(tmp_path, "ZCopy", ["Kick", "Snare"], speech_wavs, offset=14)  # KitA's first two recordings again
