@@ -28,7 +28,7 @@ import soundfile as sf
 
 from eval.debian import Deb, fetch_unpacked
 from eval.taskdir import METADATA, TaskError, audio_info, read_audio
-from eval.taskwrite import finish_task, start_task, task_done
+from eval.taskwrite import check_ours, finish_task, start_task, task_done
 from hear_maeast.timing import SAMPLE_RATE
 
 TASK = "hydrogen_drums-v1.0-full"
@@ -176,6 +176,7 @@ def build(out_root: Path, cache: Path) -> Path:
     task_dir, source = Path(out_root) / TASK, f"Debian {DEB.package} {DEB.version} ({DEB.filename})"
     if task_done(task_dir, {"source": source}) or _built_before(task_dir, source):
         return task_dir
+    check_ours(task_dir)  # a folder of the task's name we did not write: refused before the download
     root = fetch_unpacked(DEB, cache)
     kits = root / KITS
     if not kits.is_dir():

@@ -47,7 +47,7 @@ SPEECH_COMMANDS = "speech_commands_v0.02-small.zip"
 QUIET_DBFS = -60.0  # a task whose every clip peaks below this is nearly silent: its scores say little
 FINETUNE_EPOCHS = 10  # docs/finetuning.md, "The fine-tuned row of `make eval`": what these epochs add to `make eval`, and what 30 epochs give
 FLOOR_NAME = "logmel-floor"  # results folder of hear_maeast.logmel, the floor every learned model must beat
-MAKE_EVAL_PROBES = ("linear", "knn")  # `hear-maeast probe` rows next to heareval's (docs/probes.md: their time)
+MAKE_EVAL_PROBES = ("linear", "knn")  # `hear-maeast probe` rows next to heareval's (docs/evaluation.md, "hear-maeast probe": their time)
 
 
 def _step(msg: str) -> None:

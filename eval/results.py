@@ -195,6 +195,9 @@ def read_models(paths: list[Path]) -> list[ModelResults]:
         for mdir in model_dirs(Path(p)):
             folders.setdefault(mdir.resolve(), mdir)  # the same folder given twice is read once
     models = [m for m in map(read_model, folders.values()) if m.scores]  # a folder of embeddings only: no row
+    if folders and not models:
+        raise BadInput(f"{', '.join(map(str, paths))}: its model folders hold embeddings but no scores yet; score them "
+                       "with `hear-maeast eval` or `hear-maeast probe` first")
     names = [m.name for m in models]
     for m in models:
         if names.count(m.name) > 1:

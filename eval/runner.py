@@ -27,7 +27,7 @@ import time
 import traceback
 from pathlib import Path
 
-from eval.layout import (EMBEDDING_FILES, EMBEDDINGS_DONE, EVENT_TIMESTAMPS, FAILED_JSON, PREDICTION_DONE, RUN,
+from eval.layout import (EMBEDDED, EMBEDDING_FILES, EMBEDDINGS_DONE, EVENT_TIMESTAMPS, FAILED_JSON, PREDICTION_DONE, RUN,
                          SCORES, ResultsError)
 from eval.results import read_score
 from eval.runs import (DEFAULT_MODULE, model_name, open_run, package_version, progress, same_task, select_tasks,
@@ -64,7 +64,7 @@ def load_embedding(module: str, model_path: str, model_options: dict):
     if not found:  # said before importing heareval (and tensorflow with it), which takes seconds
         raise BadInput(f"--module {module}: cannot import it (no such module); install that HEAR module or fix its "
                        f"name")
-    from heareval.embeddings.task_embeddings import Embedding
+    from heareval.embeddings.task_embeddings import TORCH, Embedding
 
     _log(f"loading {module} ({model_path or 'default weights'}, options {model_options})")
     try:
@@ -77,7 +77,8 @@ def load_embedding(module: str, model_path: str, model_options: dict):
                        f"{json.dumps(model_options)}: {e}") from e
     except Exception as e:  # noqa: BLE001 - a third-party module failing to load is failed work, said in one line
         raise WorkFailed(f"{module}.load_model({model_path or ''}) failed: {type(e).__name__}: {e}") from e
-    embedding.module = CheckedModule(embedding.module, embedding.model)
+    if embedding.type == TORCH:  # a TensorFlow module's tensors are heareval's to convert and check
+        embedding.module = CheckedModule(embedding.module, embedding.model)
     return embedding
 
 
@@ -292,11 +293,13 @@ def run_eval(
     _log(f"results in {run_dir}")
 
     status = {}
+    # tasks `probe` embedded and this run does not score keep their record (the table shows no cell for them)
+    embedded = {t: r for t, r in before.items() if r.get("status") == EMBEDDED and t not in {x.name for x in tasks}}
     for i, task in enumerate(tasks, 1):
         _log(f"[{i}/{len(tasks)}] {task.name}")
         status[task.name] = score_task(embedding, task, run_dir / task.name, grid, prediction_args,
                                        before.get(task.name, {}))
-    write_json(run_dir / RUN, {**config, "tasks": status})
+    write_json(run_dir / RUN, {**config, "tasks": {**embedded, **status}})
     failed = [t for t, s in status.items() if s["status"] == "failed"]
     _log(f"{len(status) - len(failed)} of {len(status)} tasks done" + (f"; failed: {', '.join(failed)}" if failed else ""))
     if failed:

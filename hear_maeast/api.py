@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from hear_maeast import hear_rules
 from hear_maeast.checkpoint import CheckpointNotFound
-from hear_maeast.device import resolve_device  # the device rule; also hear_maeast.api.resolve_device for callers
+from hear_maeast.device import resolve_device  # the device rule (hear_maeast.api.resolve_device stays importable)
 from hear_maeast.errors import BadInput
 from hear_maeast.hear_rules import MAX_BATCH, MAX_PEAK, tail_rule  # noqa: F401 (the API's names for them)
 from hear_maeast.loading import load_any

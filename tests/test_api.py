@@ -288,7 +288,7 @@ def test_default_weights_load_and_say_what_they_are():
 
 def test_the_device_rule_has_one_home_and_refuses_in_one_line(micro_checkpoints):
     """hear_maeast.device.resolve_device serves the API, the command line, the adapters, pretraining and the probes;
-    hear_maeast.api.resolve_device is the same function (pretrain/ and eval/ import it from there)."""
+    hear_maeast.api.resolve_device, kept for code written against the API module, is the same function."""
     from hear_maeast import api
     from hear_maeast.device import resolve_device
 

@@ -90,7 +90,8 @@ def probed(probe_results, toy_hear_env, tmp_path_factory) -> tuple[Path, Path, d
     using it leave it as they found it."""
     tmp_path = tmp_path_factory.mktemp("probed")
     root = tmp_path / "tasks"
-    shutil.copytree(probe_results[0] / PITCH, root / PITCH)
+    for name in (PITCH, TIMBRE):
+        shutil.copytree(probe_results[0] / name, root / name)
     out = tmp_path / "out"
     assert f"embedding {PITCH}" in ok(probe(toy_hear_env, "--tasks-dir", root, "--out", out, "--module", "toy_hear",
                                             "--probe", "linear"))
@@ -104,13 +105,14 @@ def test_damaged_or_deleted_results_and_embeddings_are_done_again(probed, toy_he
     root, out, first = probed
     results, emb = out / f"{MODEL}-linear" / PITCH, out / MODEL / PITCH
     args = ("--tasks-dir", root, "--out", out, "--module", "toy_hear", "--probe", "linear")
-    assert "(kept)" in ok(probe(toy_hear_env, *args))  # untouched: kept
+    pitch_line = lambda text: next(line for line in text.splitlines() if f"] linear {PITCH}:" in line)  # noqa: E731
+    assert pitch_line(ok(probe(toy_hear_env, *args))).endswith("(kept)")  # untouched: kept
 
     for damage in (lambda: (results / DONE).write_text('{"embeddings_sha2'),  # cut short by a full disk
                    lambda: (results / "test.predicted-scores.json").unlink()):
         damage()
         text = ok(probe(toy_hear_env, *args))
-        assert f"linear {PITCH}:" in text and "(kept)" not in text, text
+        assert not pitch_line(text).endswith("(kept)"), text
         assert json.loads((results / "test.predicted-scores.json").read_text()) == first
     (emb / "valid.embeddings.npy").unlink()
     text = ok(probe(toy_hear_env, *args))  # embedded again by eval's code; the same bytes, so the score is kept
@@ -120,12 +122,25 @@ def test_damaged_or_deleted_results_and_embeddings_are_done_again(probed, toy_he
     assert run["tasks"][PITCH]["status"] == "embedded" and run["module"] == "toy_hear"
 
 
-def test_table_after_probe_alone_has_no_heareval_row(probed):
-    """After `probe` alone, heareval never ran: its row would read `failed` on every task; there is none."""
-    _, out, _ = probed
-    table = run_cli("table", out)
-    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")]
-    assert f"{MODEL}-linear" in rows and MODEL not in rows, table
+def _rows(table: str) -> dict[str, list[str]]:
+    return {cells[0]: cells[1:] for cells in ([c.strip() for c in line.split("|")[1:-1]] for line in
+                                              table.splitlines() if line.startswith("| "))}
+
+
+def test_table_after_probe_alone_has_no_heareval_row(probed, toy_hear_env):
+    """After `probe` alone, heareval never ran: its row would read `failed` on every task; there is none. After
+    `eval --task` of one of the tasks, that task has heareval's score and the other, only embedded, no cell."""
+    root, out, _ = probed
+    rows = _rows(run_cli("table", out))
+    assert f"{MODEL}-linear" in rows and MODEL not in rows, rows
+    proc = subprocess.run([sys.executable, "-m", "hear_maeast.cli", "eval", "--tasks-dir", str(root), "--task", PITCH,
+                           "--module", "toy_hear", "--grid", "faster", "--out", str(out)], env=toy_hear_env,
+                          capture_output=True, text=True, timeout=600)
+    ok(proc)
+    rows = _rows(run_cli("table", out))
+    header = rows["model"]
+    pitch, timbre = rows[MODEL][header.index(PITCH)], rows[MODEL][header.index(TIMBRE)]
+    assert pitch not in ("", "failed") and timbre == "", rows
 
 
 def test_a_second_run_on_the_same_out_is_refused_while_one_holds_it(probed, toy_hear_env):

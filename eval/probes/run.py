@@ -111,8 +111,9 @@ def probe_task(probe: str, emb_dir: Path, out: Path, seed: int, grid: str, devic
     try:
         key = {"embeddings_sha256": embeddings_sha256(emb_dir), "probe": probe, "seed": seed, "grid": grid}
     except OSError as e:  # a file deleted or unreadable since the embeddings were checked
-        raise TaskError(f"the embeddings in {emb_dir} cannot be read ({e.strerror}: {e.filename}); run the same "
-                        "command again, which embeds the task again") from None
+        why = f"{e.strerror or type(e).__name__}: {e.filename}"
+        raise TaskError(f"the embeddings in {emb_dir} cannot be read ({why}); run the same command again, which "
+                        "embeds the task again") from None
     kept = kept_score(out, key)
     if kept is not None:
         return str(kept), 0.0
@@ -226,7 +227,8 @@ def run_probes(tasks_dir: Path, out: Path, probes: tuple[str, ...], module: str 
     for probe in probes:  # refused before any embedding is computed
         refused(Path(out) / configs[probe]["name"], configs[probe], replace_stale)
     for folder in (emb_run, *(Path(out) / c["name"] for c in configs.values())):
-        hold_lock(folder)  # one run at a time on the embeddings it reads and the folders it writes
+        if folder.is_dir():  # one run at a time on the embeddings it reads and the folders it writes (open_run
+            hold_lock(folder)  # locks those it creates); nothing is created before the model loads
     ensure_embeddings(tasks, emb_run, module, model_path, model_options, grid, replace_stale)
     cpu_threads()
     failed, folders = [], []
