@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 if str(ROOT / "benchmarks") not in sys.path:  # hear_shapes, hear_scale_audio (when imported, not run)
     sys.path.append(str(ROOT / "benchmarks"))
 
-from eval.taskdir import LABEL_VOCABULARY, METADATA, PARTIAL, remove_own_folder  # noqa: E402
+from eval.taskdir import LABEL_VOCABULARY, METADATA, PARTIAL, refuse_foreign, remove_own_folder  # noqa: E402
 from hear_maeast.errors import BadInput, HearMaeastError, describe  # noqa: E402
 from hear_scale_audio import jobs_of, run_jobs  # noqa: E402
 from hear_shapes import (  # noqa: E402, F401 (BY_FOLDER, SHAPES: imported from here by the tests and hear_suite)
@@ -72,7 +72,7 @@ def state(folder: Path, metadata: dict) -> str:
         except (OSError, json.JSONDecodeError):
             same = False
         return "complete" if same else "ours"
-    remove_own_folder(folder, (DONE,))  # raises: the folder is not ours, it is left alone
+    refuse_foreign(folder, (DONE,))  # raises: the folder is not ours, it is left alone
     return "ours"
 
 

@@ -57,7 +57,7 @@ from tqdm import tqdm
 
 from eval.finetune_config import FinetuneConfig
 from eval.finetune_data import Split, crop_batch, mixup, spec_augment
-from eval.layout import FINETUNED_SUFFIX, NOT_APPLICABLE, RUN, SCORES
+from eval.layout import FAILED_JSON, FINETUNED_SUFFIX, NOT_APPLICABLE, RUN, SCORES
 from eval.protocol import aggregate, first_value, rotation, score_functions
 from eval.runs import (DEFAULT_MODULE, FINETUNE, copy_task_files, model_name, open_run, package_version, progress,
                        same_task, select_tasks, weights_file, write_json)
@@ -401,7 +401,7 @@ def run_config(name: str, model_path: str, tasks_dir: Path, template: MaskedAuto
 
 def _run_task(task: Path, task_out: Path, template: MaskedAutoencoder, tc: FinetuneConfig) -> dict:
     """One task, its failure recorded in failed.json (the other tasks go on), as `hear-maeast eval` does."""
-    failed_file = task_out / "failed.json"
+    failed_file = task_out / FAILED_JSON
     failed_file.unlink(missing_ok=True)  # a previous failure: try again
     start = time.time()
     try:

@@ -32,7 +32,7 @@ from eval.layout import (EMBEDDED, EMBEDDING_FILES, EMBEDDINGS_DONE, EVENT_TIMES
 from eval.results import read_score
 from eval.runs import (DEFAULT_MODULE, model_name, open_run, package_version, progress, same_task, select_tasks,
                        weights_file, write_json)
-from eval.taskdir import EVENT, TaskError, check_task, plain_name, task_splits
+from eval.taskdir import EVENT, TaskError, check_metadata, check_task, plain_name, task_splits
 from hear_maeast.errors import BadInput, WorkFailed
 from hear_maeast.provenance import file_sha256, git_commit
 
@@ -194,7 +194,7 @@ def embeddings_done(task_dir: Path, task_out: Path) -> bool:
     embedded again, never read as missing later)."""
     if not ((task_out / EMBEDDINGS_DONE).exists() and same_task(task_dir, task_out)):
         return False
-    metadata = check_task(task_dir)
+    metadata = check_metadata(task_dir)  # same_task has read and checked the task's files
     files = (*EMBEDDING_FILES, *((EVENT_TIMESTAMPS,) if metadata["embedding_type"] == EVENT else ()))
     return all((task_out / f"{s}.{suffix}").is_file() for s in task_splits(metadata) for suffix in files)
 

@@ -136,13 +136,19 @@ def open_run(run_dir: Path, config: dict, replace_stale: bool = False,
 def _refuse_foreign(run_dir: Path) -> None:
     """A folder that holds files but no run.json was not made by `eval` or `finetune`: never adopted (its files
     would be overwritten)."""
-    if not run_dir.is_dir() or (run_dir / RUN).is_file():
-        return
-    foreign = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_FILE)
+    foreign = foreign_files(run_dir)
     if foreign:
         raise BadInput(f"{run_dir} holds files ({', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}) but no "
                        f"{RUN}: it is not a results folder of hear-maeast and is left untouched; choose another --name "
                        "or --out")
+
+
+def foreign_files(run_dir: Path) -> list[str]:
+    """The files of a folder that has no run.json (besides a lock): not written by `eval`, `finetune` or `probe`."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or (run_dir / RUN).is_file():
+        return []
+    return sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_FILE)
 
 
 _HELD: dict[Path, FolderLock] = {}  # run folders this process holds, until it exits (the kernel then releases them)

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from eval.archives import is_archive, safe_extract
 from eval.taskdir import TaskError, audio_info, read_audio, read_text
-from eval.taskwrite import check_ours, finish_task, start_task, task_done
+from eval.taskwrite import OLD_SPEECH_COMMANDS_DONE, check_ours, finish_task, start_task, task_done
 from hear_maeast.errors import BadInput
 
 WORDS = ["down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes"]
@@ -39,7 +39,6 @@ LABELS = WORDS + [UNKNOWN, SILENCE]
 SAMPLE_RATE = 16000  # Hz: the dataset's own rate (its clips are recorded at it), not the model's
 VALID_NOISE = "running_tap"  # TFDS/HEAR: its silence windows are the validation silence
 MODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # official modes: full, 5h
-OLD_DONE = ".speech-commands-done"  # the done marker of earlier versions: such a folder is kept
 
 
 def label_of(folder: str) -> str:
@@ -180,7 +179,7 @@ def build(src: Path, out_root: Path, test_set: Path | None = None, mode: str = "
     src, out_root = Path(src), Path(out_root)
     task_dir = task_folder(out_root, mode)
     key = {"mode": mode, "official_test_set": test_set is not None}
-    if task_done(task_dir, key) or (task_dir / OLD_DONE).is_file():
+    if task_done(task_dir, key) or (task_dir / OLD_SPEECH_COMMANDS_DONE).is_file():  # an earlier version's: kept
         return task_dir
     check_ours(task_dir)  # a folder of the task's name that is not ours: refused before any work
     out_root.mkdir(parents=True, exist_ok=True)

@@ -57,15 +57,19 @@ def child_path(folder: Path, name, what: str, error: type[HearMaeastError] = Tas
     return Path(folder) / plain_name(name, what, error)
 
 
-def remove_own_folder(folder: Path, markers: tuple[str, ...]) -> None:
-    """Delete `folder` only when it holds one of `markers` (files our own writers put there); refuse any other."""
+def refuse_foreign(folder: Path, markers: tuple[str, ...]) -> None:
+    """BadInput when `folder` exists without any of `markers` (files our own writers put there): not ours."""
     folder = Path(folder)
-    if not folder.exists():
-        return
-    if not any((folder / m).is_file() for m in markers):
+    if folder.exists() and not any((folder / m).is_file() for m in markers):
         raise BadInput(f"{folder} exists and was not written by hear-maeast (it has no {markers[0]}); it is left "
                        f"untouched: move it away or choose another output folder")
-    shutil.rmtree(folder)
+
+
+def remove_own_folder(folder: Path, markers: tuple[str, ...]) -> None:
+    """Delete `folder` only when it holds one of `markers`; refuse any other (`refuse_foreign`)."""
+    refuse_foreign(folder, markers)
+    if Path(folder).exists():
+        shutil.rmtree(folder)
 
 
 def read_audio(path: Path, start: int = 0, stop: int | None = None, always_2d: bool = False):

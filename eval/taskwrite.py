@@ -17,11 +17,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from eval.taskdir import LABEL_VOCABULARY, METADATA, PARTIAL, remove_own_folder
+from eval.taskdir import LABEL_VOCABULARY, METADATA, PARTIAL, refuse_foreign, remove_own_folder
 
 TASK_DONE = ".hear-maeast-task.json"
-# the markers earlier versions' builders wrote (synth, speech commands): their folders are ours too
-OLD_MARKERS = (".synth-done.json", ".speech-commands-done")
+# the done markers earlier versions' builders wrote: their folders are ours too
+OLD_SYNTH_DONE, OLD_SPEECH_COMMANDS_DONE = ".synth-done.json", ".speech-commands-done"
 
 
 def task_done(task_dir: Path, key: dict) -> bool:
@@ -32,20 +32,25 @@ def task_done(task_dir: Path, key: dict) -> bool:
         return False
 
 
+def _ours(task_dir: Path) -> tuple[tuple[Path, tuple[str, ...]], ...]:
+    """(folder, the markers that make it ours) for the task folder and its .partial folder."""
+    task_dir = Path(task_dir)
+    return ((task_dir, (TASK_DONE, OLD_SYNTH_DONE, OLD_SPEECH_COMMANDS_DONE)),
+            (task_dir.with_name(task_dir.name + ".partial"), (PARTIAL,)))
+
+
 def check_ours(task_dir: Path) -> None:
     """Refuse, before any work, a folder of the task's name that we did not write (start_task would refuse it)."""
-    for folder, markers in ((Path(task_dir), (TASK_DONE, *OLD_MARKERS)),
-                            (Path(task_dir).with_name(Path(task_dir).name + ".partial"), (PARTIAL,))):
-        if folder.exists() and not any((folder / m).is_file() for m in markers):
-            remove_own_folder(folder, markers)  # raises, naming the folder and the way out
+    for folder, markers in _ours(task_dir):
+        refuse_foreign(folder, markers)
 
 
 def start_task(task_dir: Path) -> Path:
     """A fresh, empty `<task>.partial/` marked as ours; a task folder of ours removed first, any other refused."""
-    task_dir = Path(task_dir)
-    partial = task_dir.with_name(task_dir.name + ".partial")
-    remove_own_folder(task_dir, (TASK_DONE, *OLD_MARKERS))  # refused before any work when it is not ours
-    remove_own_folder(partial, (PARTIAL,))  # a left-over of an interrupted run is ours
+    check_ours(task_dir)  # refused before anything is deleted
+    (task_dir, task_markers), (partial, partial_markers) = _ours(task_dir)
+    remove_own_folder(task_dir, task_markers)
+    remove_own_folder(partial, partial_markers)
     partial.mkdir(parents=True)
     (partial / PARTIAL).write_text("")
     return partial

@@ -20,14 +20,14 @@ from eval.probes import PROBES
 from eval.probes.common import FoldResult, cpu_threads
 from eval.probes.data import TaskData, read_task
 from eval.probes.scoring import Scorer
-from eval.layout import EMBEDDED, FAILED_JSON, NOT_APPLICABLE, PROBE_DONE as DONE, RUN, SCORES
+from eval.layout import EMBEDDED, EMBEDDING_FILES, FAILED_JSON, NOT_APPLICABLE, PROBE_DONE as DONE, RUN, SCORES
 from eval.protocol import aggregate
 from eval.results import Score, read_score
-from eval.runs import (check_previous, hold_lock, model_name, open_run, progress, read_run,
+from eval.runs import (check_previous, foreign_files, hold_lock, model_name, open_run, progress, read_run,
                        select_tasks, weights_file, write_json)
 from eval.taskdir import LABEL_VOCABULARY, METADATA, TaskError, plain_name, task_splits
 from hear_maeast.errors import BadInput, WorkFailed
-from hear_maeast.files import LOCK_FILE, atomic_write
+from hear_maeast.files import atomic_write
 
 TASK_COPIES = (METADATA, LABEL_VOCABULARY)
 
@@ -38,8 +38,7 @@ def embeddings_sha256(folder: Path) -> str:
     digest = hashlib.sha256()
     names = [*TASK_COPIES]
     for split in task_splits(metadata, folder / METADATA):
-        names += [f"{split}.json", f"{split}.embeddings.npy", f"{split}.embedding-dimensions.json",
-                  f"{split}.target-labels.pkl"]
+        names += [f"{split}.json", *(f"{split}.{name}" for name in EMBEDDING_FILES)]
     for name in names:
         digest.update(name.encode() + b"\0")
         with open(folder / name, "rb") as f:
@@ -157,8 +156,7 @@ def ensure_embeddings(tasks: list[Path], emb_run: Path, module: str, model_path:
     from eval.runner import check_rates, embed_task, embeddings_done, load_embedding, run_config
 
     other = refused(emb_run, model_config(module, model_path, model_options), replace_stale)
-    if not other and read_run(emb_run) is None and emb_run.is_dir() \
-            and any(c.name != LOCK_FILE for c in emb_run.iterdir()):
+    if not other and foreign_files(emb_run):
         _log(f"warning: {emb_run} has no {RUN} (not written by `hear-maeast eval` or `probe`): its embeddings are "
              f"taken as {module}'s without a check")
     todo = [t for t in tasks if other or not embeddings_done(t, emb_run / t.name)]
